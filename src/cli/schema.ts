@@ -1,0 +1,14 @@
+import { defineCommand } from "citty";
+import { jobJsonSchema } from "../config/schema.ts";
+import { globalArgs } from "./args.ts";
+
+export default defineCommand({
+  meta: {
+    name: "schema",
+    description: "Print the JSON Schema of job files (for editor completion: # yaml-language-server: $schema=<file>)",
+  },
+  args: { ...globalArgs },
+  run() {
+    process.stdout.write(`${JSON.stringify(jobJsonSchema(), null, 2)}\n`);
+  },
+});
