@@ -31,6 +31,8 @@ export interface JobRecord {
   /** sha256 of the normalised config; a change refuses `run` without --force-config. */
   config_hash: string;
   config_snapshot: JobConfig;
+  /** The job file's text, so `resume` works even when the file moved or changed. */
+  config_source: string;
   /** Absolute path of the job file. */
   config_path: string;
   workspace: string;
