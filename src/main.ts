@@ -19,6 +19,9 @@ const commit = typeof MOZART_COMMIT === "string" && MOZART_COMMIT ? MOZART_COMMI
 type Loader = () => Promise<CommandDef<ArgsDef>>;
 const commands: Record<string, Loader> = {
   run: () => import("./cli/run.ts").then((m) => m.default as CommandDef<ArgsDef>),
+  resume: () => import("./cli/resume.ts").then((m) => m.default as CommandDef<ArgsDef>),
+  status: () => import("./cli/status.ts").then((m) => m.default as CommandDef<ArgsDef>),
+  list: () => import("./cli/list.ts").then((m) => m.default as CommandDef<ArgsDef>),
   validate: () => import("./cli/validate.ts").then((m) => m.default as CommandDef<ArgsDef>),
   schema: () => import("./cli/schema.ts").then((m) => m.default as CommandDef<ArgsDef>),
 };
@@ -78,7 +81,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const cmd = await load();
   if (help) {
-    printUsage(await renderUsage(cmd, root));
+    printUsage(await renderUsage(cmd, root as unknown as CommandDef<ArgsDef>));
     return EXIT.ok;
   }
   const rest = [...flagsPart.slice(i + 1), ...globalsBefore, ...(dashdash < 0 ? [] : argv.slice(dashdash))];

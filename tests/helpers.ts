@@ -20,7 +20,7 @@ export function testEnv(extra: Record<string, string | undefined> = {}): Record<
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries({ ...process.env, ...extra })) if (v !== undefined) env[k] = v;
   env.PATH = `${join(FIXTURES, "bin")}:${BIN}:${env.PATH ?? ""}`;
-  delete env.FORCE_COLOR;
+  if (!("FORCE_COLOR" in extra)) delete env.FORCE_COLOR;
   return env;
 }
 

@@ -41,6 +41,8 @@ export interface ClaudeResultFacts {
   num_turns?: number;
   terminal_reason?: string;
   permission_denials?: Array<{ tool_name: string; tool_use_id?: string; tool_input?: unknown }>;
+  /** `errors[]` of the error subtypes, e.g. "Reached maximum number of turns (40)". */
+  errors?: string[];
   /** From a stream-json `rate_limit_event` with status `rejected` (epoch ms). */
   rate_limit_resets_at?: number;
 }
@@ -51,6 +53,10 @@ export interface HttpFacts {
   /** From `retry-after-ms` / `retry-after`. */
   retry_after_ms?: number;
   error_type?: string;
+  /** `error.details.error_code`, e.g. `enforced_spend_limit_reached`. */
+  error_code?: string;
+  /** The `request-id` header, for support tickets. */
+  request_id?: string;
   should_retry?: boolean;
 }
 
@@ -102,4 +108,6 @@ export interface BackendContext {
   jobDir: string;
   workspace: string;
   env: Record<string, string | undefined>;
+  /** Time between SIGTERM and SIGKILL when an attempt is cut short (default 5000 ms). */
+  killGraceMs?: number;
 }

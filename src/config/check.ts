@@ -28,6 +28,8 @@ export interface PreparedJob {
   file: string;
   dir: string;
   raw: Record<string, unknown>;
+  /** The job file's text. */
+  source: string;
   totalBatches: number;
   batch(n: number): PlannedBatch;
   /** Template variables of batch n. */
@@ -40,6 +42,8 @@ export interface PreparedJob {
   cwd: string;
   /** User patterns from rate_limit.detection_patterns, compiled. */
   limitPatterns: RegExp[];
+  /** The template text (inline or from template_file): part of the config hash. */
+  templateSource: string;
 }
 
 const MAX_ISSUES = 50;
@@ -135,6 +139,7 @@ export async function checkJob(job: LoadedJob): Promise<PreparedJob> {
       stakes: c.prompt.stakes ?? "",
       thinking_method: c.prompt.thinking_method ?? "",
       job_name: c.name,
+      job_dir: job.dir,
     };
   };
   const placeholderVars = (n: number): Record<string, unknown> => ({ ...scalarVars, ...variables(n) });
@@ -181,6 +186,7 @@ export async function checkJob(job: LoadedJob): Promise<PreparedJob> {
     file,
     dir: job.dir,
     raw: job.raw,
+    source: job.source,
     totalBatches: total,
     batch: (n) => batchAt(range, n),
     variables,
@@ -200,6 +206,7 @@ export async function checkJob(job: LoadedJob): Promise<PreparedJob> {
     command: (n) => (c.backend.command ? expandPlaceholders(c.backend.command, placeholderVars(n)) : undefined),
     cwd: c.backend.working_directory ?? workspace,
     limitPatterns,
+    templateSource: source ?? "",
   };
 }
 

@@ -28,6 +28,8 @@ export interface LoadedJob {
   /** The parsed document before defaults, for `status` snapshots and hashing. */
   raw: Record<string, unknown>;
   locate: Locate;
+  /** The file's text as read. */
+  source: string;
   /** Where an inline prompt template starts, so template errors map to file lines. */
   templateStartLine?: number;
 }
@@ -68,7 +70,7 @@ export function parseJobText(text: string, file: string): LoadedJob {
   }
   const dir = dirname(file);
   const config = resolvePaths(result.data, dir);
-  return { config, file, dir, raw: raw as Record<string, unknown>, locate, templateStartLine: parsed.templateStartLine };
+  return { config, file, dir, raw: raw as Record<string, unknown>, locate, source: text, templateStartLine: parsed.templateStartLine };
 }
 
 function resolvePaths(c: JobConfig, dir: string): JobConfig {

@@ -116,12 +116,12 @@ export const RateLimitSchema = z
 
 export const LearningSchema = z
   .strictObject({
-    enabled: z.boolean().default(false),
-    outcome_store_type: z.enum(["json", "sqlite"]).default("json"),
-    outcome_store_path: z.string().optional(),
-    min_confidence_threshold: z.number().min(0).max(1).default(0.3),
-    high_confidence_threshold: z.number().min(0).max(1).default(0.7),
-    escalation_enabled: z.boolean().default(false),
+    enabled: z.boolean().default(false).describe("Accepted; no effect yet."),
+    outcome_store_type: z.enum(["json", "sqlite"]).default("json").describe("Accepted; no effect yet."),
+    outcome_store_path: z.string().optional().describe("Accepted; no effect yet."),
+    min_confidence_threshold: z.number().min(0).max(1).default(0.3).describe("Accepted; no effect yet."),
+    high_confidence_threshold: z.number().min(0).max(1).default(0.7).describe("Accepted; no effect yet."),
+    escalation_enabled: z.boolean().default(false).describe("Accepted; no effect yet."),
   })
   .describe("Experimental: accepted for compatibility with job files written for the Python tool; has no effect yet.");
 
@@ -169,8 +169,8 @@ export const NotificationSchema = z.discriminatedUnion("type", [
     on_events: events,
     config: z
       .strictObject({
-        app_name: z.string().default("Mozart"),
-        timeout: z.number().positive().default(10),
+        app_name: z.string().default("Mozart").describe("Application name shown by the notification daemon."),
+        timeout: z.number().positive().default(10).describe("Seconds the notification stays visible."),
       })
       .default({ app_name: "Mozart", timeout: 10 }),
   }),
@@ -179,12 +179,12 @@ export const NotificationSchema = z.discriminatedUnion("type", [
     on_events: events,
     config: z
       .strictObject({
-        webhook_url: z.string().optional(),
-        webhook_url_env: z.string().default("SLACK_WEBHOOK_URL"),
-        channel: z.string().optional(),
-        username: z.string().default("Mozart"),
-        icon_emoji: z.string().default(":musical_score:"),
-        timeout: z.number().positive().default(10),
+        webhook_url: z.string().optional().describe("Slack incoming-webhook URL (prefer webhook_url_env: it keeps the secret out of the file)."),
+        webhook_url_env: z.string().default("SLACK_WEBHOOK_URL").describe("Environment variable holding the webhook URL."),
+        channel: z.string().optional().describe("Channel override, e.g. `#alerts`."),
+        username: z.string().default("Mozart").describe("Sender name."),
+        icon_emoji: z.string().default(":musical_score:").describe("Sender icon."),
+        timeout: z.number().positive().default(10).describe("Request timeout in seconds."),
       })
       .default({ webhook_url_env: "SLACK_WEBHOOK_URL", username: "Mozart", icon_emoji: ":musical_score:", timeout: 10 }),
   }),
@@ -192,13 +192,13 @@ export const NotificationSchema = z.discriminatedUnion("type", [
     type: z.literal("webhook"),
     on_events: events,
     config: z.strictObject({
-      url: z.string().optional(),
-      url_env: z.string().optional(),
+      url: z.string().optional().describe("URL that receives a JSON POST per event."),
+      url_env: z.string().optional().describe("Environment variable holding the URL (instead of url)."),
       headers: z.record(z.string(), z.string()).default({}).describe("Extra headers; `${VAR}` is expanded from the environment."),
-      timeout: z.number().positive().default(30),
-      max_retries: z.int().min(0).default(2),
-      retry_delay: z.number().min(0).default(1),
-      include_metadata: z.boolean().default(true),
+      timeout: z.number().positive().default(30).describe("Request timeout in seconds."),
+      max_retries: z.int().min(0).default(2).describe("Retries on 5xx, timeouts and network errors (never on 4xx)."),
+      retry_delay: z.number().min(0).default(1).describe("Seconds between retries."),
+      include_metadata: z.boolean().default(true).describe("Add `metadata: {source, version}` to the body."),
     }),
   }),
 ]);

@@ -95,6 +95,7 @@ export const BUILTIN_VARIABLES = [
   "stakes",
   "thinking_method",
   "job_name",
+  "job_dir",
 ] as const;
 
 /**

@@ -1,0 +1,47 @@
+import { defineCommand } from "citty";
+import { sleep } from "../engine/shutdown.ts";
+import { globalArgs, jsonArg } from "./args.ts";
+import { openJob } from "./find-job.ts";
+import { createOutput } from "./output.ts";
+import { effectiveStatus, printStatus, statusJson } from "./status-view.ts";
+
+export default defineCommand({
+  meta: { name: "status", description: "Show a job's progress, per-batch status, attempts, errors, cost and timing" },
+  args: {
+    job: { type: "positional", required: true, description: "Job id (its name) or job file" },
+    watch: { type: "boolean", alias: "w", description: "Refresh every second until the job stops running (Ctrl+C to leave)" },
+    all: { type: "boolean", description: "List every batch, pending ones included" },
+    ...jsonArg,
+    ...globalArgs,
+  },
+  async run({ args }) {
+    const out = createOutput(args);
+    const { store, record } = await openJob(args.job);
+    try {
+      const show = async () => {
+        const rec = (await store.getJob(record.job_id)) ?? record;
+        const batches = await store.listBatches(rec.job_id);
+        if (out.json) out.emit(statusJson(rec, batches));
+        else printStatus(out, rec, batches, { all: args.all });
+        return rec;
+      };
+      if (!args.watch || out.json) {
+        await show();
+        return;
+      }
+      const stop = new AbortController();
+      const onInt = () => stop.abort();
+      process.once("SIGINT", onInt);
+      const live = process.stdout.isTTY;
+      for (;;) {
+        if (live) process.stdout.write("\x1b[H\x1b[2J");
+        const rec = await show();
+        if (effectiveStatus(rec) !== "running" || !(await sleep(1000, stop.signal))) break;
+        if (!live) out.print();
+      }
+      process.off("SIGINT", onInt);
+    } finally {
+      await store.close();
+    }
+  },
+});
