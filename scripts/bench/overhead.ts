@@ -16,7 +16,7 @@ function timed(argv: string[], env: Record<string, string> = {}): { ms: number; 
   const p = Bun.spawnSync(argv, { env: { ...process.env, ...env }, stdout: "ignore", stderr: "pipe" });
   const ms = performance.now() - t0;
   if (p.exitCode !== 0) console.error(p.stderr.toString());
-  return { ms, maxRssMB: (p.resourceUsage?.maxRSS ?? 0) / 1024, code: p.exitCode ?? -1 };
+  return { ms, maxRssMB: (p.resourceUsage?.maxRSS ?? 0) / 1024 / 1024, code: p.exitCode ?? -1 };
 }
 
 for (const kind of ["sqlite", "json"] as const) {

@@ -8,6 +8,7 @@
  * on Deno and on Node. It never rejects for an expected failure: a missing executable or
  * working directory comes back as `spawn_error`.
  */
+import type { ChildProcess } from "node:child_process";
 import { statSync } from "node:fs";
 import { x } from "tinyexec";
 
@@ -159,19 +160,18 @@ export function runProcess(opts: RunProcessOptions): Promise<ProcessResult> {
     const timers: ReturnType<typeof setTimeout>[] = [];
     const later = (ms: number, fn: () => void) => timers.push(setTimeout(fn, ms));
 
-    const proc = (() => {
-      try {
-        return x(executable, argv.slice(1), {
-          stdin: opts.stdin ?? "",
-          nodePath: false, // tinyexec would otherwise prepend node_modules/.bin folders to PATH
-          throwOnError: false,
-          nodeOptions: { cwd: opts.cwd, env: exactEnv(opts.env), detached: true, stdio: ["pipe", "pipe", "pipe"] },
-        }).process;
-      } catch (e) {
-        onSpawnError(e);
-        return undefined;
-      }
-    })();
+    let proc: ChildProcess | undefined;
+    try {
+      proc = x(executable, argv.slice(1), {
+        stdin: opts.stdin ?? "",
+        nodePath: false, // tinyexec would otherwise prepend node_modules/.bin folders to PATH
+        throwOnError: false,
+        nodeOptions: { cwd: opts.cwd, env: exactEnv(opts.env), detached: true, stdio: ["pipe", "pipe", "pipe"] },
+      }).process;
+    } catch (e) {
+      onSpawnError(e);
+      return;
+    }
 
     function onSpawnError(e: unknown): void {
       const code = (e as NodeJS.ErrnoException | undefined)?.code;
@@ -206,7 +206,7 @@ export function runProcess(opts: RunProcessOptions): Promise<ProcessResult> {
       });
     }
 
-    if (!proc) return;
+    if (!proc) return onSpawnError(new Error("the process did not start"));
     let killing = false;
     function killGroup(): void {
       const pid = proc?.pid;

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -125,6 +125,10 @@ describe("runProcess", () => {
     const exe = await runProcess({ argv: [join(tmp, "no-such-program")], cwd: tmp, env: baseEnv() });
     expect(exe.spawn_error?.kind).toBe("executable_not_found");
     expect(exe.spawn_error?.message).toContain("no-such-program");
+    const plain = join(tmp, "not-executable.sh");
+    writeFileSync(plain, "#!/bin/sh\necho hi\n", { mode: 0o644 });
+    const noX = await runProcess({ argv: [plain], cwd: tmp, env: baseEnv() });
+    expect(noX.spawn_error?.kind).toBe("not_executable");
     const dir = await runProcess({ argv: ["/bin/true"], cwd: join(tmp, "no-such-dir"), env: baseEnv() });
     expect(dir.spawn_error?.kind).toBe("working_directory_missing");
     expect(dir.spawn_error?.message).toContain("no-such-dir");
