@@ -6,7 +6,7 @@ import { FIXTURES, mozart, ROOT } from "../helpers.ts";
 
 const QUICKSTART = join(ROOT, "examples", "quickstart.yaml");
 const SEED_JOB = join(FIXTURES, "seed", "my-job.yaml");
-const COMMANDS = ["run", "validate", "schema"];
+const COMMANDS = ["run", "resume", "status", "list", "validate", "schema"];
 
 describe("help and version", () => {
   test("mozart --help lists the commands and exit codes", () => {

@@ -49,6 +49,27 @@ for (const kind of ["sqlite", "json"] as Kind[]) {
       expect(s.batches[0]).toMatchObject({ status: "completed", attempts: 2 });
     });
 
+    test("Ctrl+C interrupts a hold at once; the hold is persisted and a restarted run keeps waiting", async () => {
+      box = sandbox(kind);
+      const job = box.job({ batch: { size: 1, total_items: 1 }, backend: claudeBackend(), prompt: writePrompt, validations });
+      const p = box.start(["run", job], env("usage-limit-epoch", { FAKE_CLAUDE_RESET_SECONDS: "5" }));
+      for (let i = 0; i < 200 && !p.output().stderr.includes("holding all work"); i++) await Bun.sleep(25);
+      const holdSeen = Date.now();
+      p.child.kill("SIGINT");
+      const r = await p.done;
+      expect(r.code).toBe(130);
+      expect(Date.now() - holdSeen).toBeLessThan(2500);
+      const s = box.status("test-job") as unknown as { status: string; hold: { until: string } | null };
+      expect(s.status).toBe("paused");
+      const until = Date.parse(s.hold!.until);
+      expect(until).toBeGreaterThan(Date.now());
+      // The restarted run waits for the persisted hold before its first attempt.
+      const again = box.run(["run", job], env("write-files"));
+      expect(again.code).toBe(0);
+      expect(Date.now()).toBeGreaterThanOrEqual(until);
+      expect(calls(box)).toHaveLength(2);
+    });
+
     test("a limit with no reset time holds for wait_minutes, then continues", () => {
       box = sandbox(kind);
       const job = box.job({ batch: { size: 1, total_items: 1 }, backend: claudeBackend(), prompt: writePrompt, validations, rate_limit: { wait_minutes: 0.03 } });
