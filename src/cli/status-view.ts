@@ -1,7 +1,7 @@
 /** The job status as JSON (`status --json`, `run --json`) and as text, from state records alone. */
 import { hostname } from "node:os";
 import { batchAt } from "../plan/batches.ts";
-import type { BatchRecord, JobRecord, JobStatus } from "../state/types.ts";
+import type { AttemptRecord, BatchRecord, JobRecord, JobStatus } from "../state/types.ts";
 import { formatDuration } from "./progress.ts";
 import { table, type Output } from "./output.ts";
 
@@ -126,5 +126,32 @@ export function printStatus(out: Output, rec: JobRecord, batches: BatchRecord[],
       out.print(out.c.dim("  last output:"));
       for (const l of failedBatch.last_output.trim().split("\n").slice(-15)) out.print(out.c.dim(`    ${l}`));
     }
+  }
+}
+
+/** One batch's attempt log: what ran, what came back, what Mozart decided. */
+export function printAttempts(out: Output, n: number, attempts: AttemptRecord[]): void {
+  if (!attempts.length) {
+    out.print(`batch ${n} has no attempts yet`);
+    return;
+  }
+  for (const a of attempts) {
+    const ended = a.signal ? `signal ${a.signal}` : `exit ${a.exit_code ?? "-"}`;
+    const flags = [a.timed_out && "timed out", a.interrupted && "interrupted"].filter(Boolean).join(", ");
+    out.print(out.c.bold(`batch ${n} attempt ${a.attempt} (${a.mode})  ${a.started_at}  ${formatDuration(a.duration_ms)}  ${ended}${flags ? ` (${flags})` : ""}`));
+    out.print(`  decision  ${a.decision}: ${a.reason}${a.cost_usd ? `   cost $${a.cost_usd.toFixed(4)}` : ""}`);
+    out.print(`  command   cd ${a.cwd} && ${a.argv.join(" ")}`);
+    if (out.verbose) {
+      out.print("  prompt:");
+      for (const l of a.prompt.split("\n")) out.print(out.c.dim(`    ${l}`));
+    }
+    for (const [name, text] of [["stdout", a.stdout], ["stderr", a.stderr]] as const) {
+      if (!text.trim()) continue;
+      const lines = text.trimEnd().split("\n");
+      const shown = out.verbose ? lines : lines.slice(-12);
+      out.print(`  ${name}${shown.length < lines.length ? ` (last ${shown.length} of ${lines.length} lines; -v for all)` : ""}:`);
+      for (const l of shown) out.print(out.c.dim(`    ${l}`));
+    }
+    out.print();
   }
 }

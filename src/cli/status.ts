@@ -1,9 +1,10 @@
 import { defineCommand } from "citty";
+import { EXIT, MozartError } from "../errors.ts";
 import { sleep } from "../engine/shutdown.ts";
 import { globalArgs, jsonArg } from "./args.ts";
 import { openJob } from "./find-job.ts";
 import { createOutput } from "./output.ts";
-import { effectiveStatus, printStatus, statusJson } from "./status-view.ts";
+import { effectiveStatus, printAttempts, printStatus, statusJson } from "./status-view.ts";
 
 export default defineCommand({
   meta: { name: "status", description: "Show a job's progress, per-batch status, attempts, errors, cost and timing" },
@@ -11,6 +12,7 @@ export default defineCommand({
     job: { type: "positional", required: true, description: "Job id (its name) or job file" },
     watch: { type: "boolean", alias: "w", description: "Refresh every second until the job stops running (Ctrl+C to leave)" },
     all: { type: "boolean", description: "List every batch, pending ones included" },
+    batch: { type: "string", alias: "b", description: "Show batch N's attempt log: each attempt's mode, command, exit code, decision and output (-v adds prompts)", valueHint: "N" },
     ...jsonArg,
     ...globalArgs,
   },
@@ -18,6 +20,16 @@ export default defineCommand({
     const out = createOutput(args);
     const { store, record } = await openJob(args.job);
     try {
+      if (args.batch !== undefined) {
+        const n = Number(args.batch);
+        if (!Number.isInteger(n) || n < 1 || n > record.total_batches) {
+          throw new MozartError(`--batch ${args.batch} is out of range: the job has ${record.total_batches} batches`, { exitCode: EXIT.usage });
+        }
+        const attempts = await store.listAttempts(record.job_id, n);
+        if (out.json) return out.emit({ job_id: record.job_id, batch_num: n, attempts });
+        printAttempts(out, n, attempts);
+        return;
+      }
       const show = async () => {
         const rec = (await store.getJob(record.job_id)) ?? record;
         const batches = await store.listBatches(rec.job_id);

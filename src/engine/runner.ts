@@ -314,7 +314,20 @@ export async function runJob(ctx: RunContext): Promise<RunOutcome> {
     }
   };
 
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(cfg.concurrency, queue.length || 1)) }, worker));
+  let crash: { error: unknown } | undefined;
+  const guarded = async () => {
+    try {
+      await worker();
+    } catch (error) {
+      // A worker could not save (disk full, state unreadable): stop every other attempt now,
+      // so nothing runs on unrecorded, then report the cause.
+      crash ??= { error };
+      shutdown.request("error");
+      shutdown.request("error");
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(cfg.concurrency, queue.length || 1)) }, guarded));
+  if (crash) throw crash.error;
   await saving;
 
   const duration = now() - started;

@@ -85,6 +85,12 @@ for (const kind of ["sqlite", "json"] as Kind[]) {
       expect(s.batches[0]!.last_output).toContain("something broke in batch 1");
       const human = box.run(["status", "test-job"]);
       expect(human.stdout).toContain("something broke in batch 1");
+      // The attempt log keeps every attempt's command and output.
+      const log = JSON.parse(box.run(["status", "test-job", "--batch", "1", "--json"]).stdout);
+      expect(log.attempts.map((a: { attempt: number; exit_code: number }) => [a.attempt, a.exit_code])).toEqual([[1, 3], [2, 3], [3, 3]]);
+      expect(log.attempts[0].prompt).toBe("Batch 1 items 1-1\n");
+      expect(box.run(["status", "test-job", "--batch", "1"]).stdout).toContain("batch 1 attempt 3 (retry)");
+      expect(box.run(["status", "test-job", "--batch", "9"]).code).toBe(2);
     });
 
     test("resume after a failure re-runs only what is not completed", () => {
