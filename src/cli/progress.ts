@@ -34,6 +34,7 @@ export function createProgress(out: Output, opts: { now?: () => number } = {}): 
   let finishedThisRun = 0;
   let durations = 0;
   let cost = 0;
+  let workers = 1;
   let hold: { until: number; batch: number } | undefined;
   const running = new Set<number>();
   const live = out.interactive && !out.quiet && !out.json;
@@ -43,7 +44,8 @@ export function createProgress(out: Output, opts: { now?: () => number } = {}): 
   const eta = () => {
     if (finishedThisRun === 0) return "…";
     const remaining = Math.max(0, toRun - finishedThisRun);
-    return remaining === 0 ? "0s" : formatDuration((durations / finishedThisRun) * remaining);
+    // Batches run `workers` at a time, so the remaining ones take about remaining/workers rounds.
+    return remaining === 0 ? "0s" : formatDuration(((durations / finishedThisRun) * remaining) / Math.min(workers, remaining));
   };
   const line = () => {
     const pct = total ? Math.floor((done / total) * 100) : 0;
@@ -76,6 +78,7 @@ export function createProgress(out: Output, opts: { now?: () => number } = {}): 
           total = e.total_batches;
           done = e.completed;
           toRun = e.to_run;
+          workers = e.concurrency;
           say(`${e.resumed ? "continuing" : "starting"} job ${out.c.bold(e.job_id)}: ${e.to_run} of ${e.total_batches} batches to run`);
           if (live) timer = setInterval(draw, 500);
           break;

@@ -5,7 +5,7 @@
 import type { AttemptMode, BatchError } from "../state/types.ts";
 
 export type MozartEvent =
-  | { type: "job_start"; job_id: string; total_batches: number; to_run: number; completed: number; resumed: boolean }
+  | { type: "job_start"; job_id: string; total_batches: number; to_run: number; completed: number; resumed: boolean; concurrency: number }
   | { type: "batch_start"; batch_num: number; start_item: number; end_item: number }
   | { type: "attempt_start"; batch_num: number; attempt: number; mode: AttemptMode; argv: string[] }
   | {

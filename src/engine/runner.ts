@@ -79,7 +79,7 @@ export async function runJob(ctx: RunContext): Promise<RunOutcome> {
   rec.error = undefined;
   rec.completed_at = undefined;
   await saveJob();
-  events.emit({ type: "job_start", job_id: jobId, total_batches: rec.total_batches, to_run: queue.length, completed: rec.completed_batches, resumed: rec.total_attempts > 0 });
+  events.emit({ type: "job_start", job_id: jobId, total_batches: rec.total_batches, to_run: queue.length, completed: rec.completed_batches, resumed: rec.total_attempts > 0, concurrency: cfg.concurrency });
 
   /** Every worker waits out a persisted hold before starting an attempt. */
   const waitForHold = async (batchNum: number) => {
