@@ -48,7 +48,12 @@ export const BackendSchema = z
       .string()
       .optional()
       .describe("command: the shell command run for every attempt, with the prompt on stdin and the batch variables in MOZART_* environment variables. Placeholders such as `{batch_num}` are expanded."),
-    env: z.record(z.string(), z.string()).default({}).describe("Extra environment variables for the backend process (on top of Mozart's own environment)."),
+    env: z
+      .record(z.string(), z.string())
+      .default({})
+      .describe(
+        "Extra environment variables for the backend process, on top of Mozart's own environment (which it inherits). Values written here are part of the job file and so of its saved state: keep secrets in the environment, which Mozart never records.",
+      ),
     cli_path: z.string().optional().describe("claude_cli: path to the `claude` executable. Default: `claude` found on PATH."),
     max_turns: positiveInt().optional().describe("claude_cli: `--max-turns`."),
     allowed_tools: z.array(text()).optional().describe("claude_cli: `--allowedTools`, e.g. `[Read, Edit, \"Bash(git diff *)\"]`."),
