@@ -8,7 +8,7 @@ import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef }
 import { stripVTControlCharacters } from "node:util";
 import pkg from "../package.json" with { type: "json" };
 import { globalArgs } from "./cli/args.ts";
-import { colorEnabled, createOutput } from "./cli/output.ts";
+import { colorEnabled, createOutput, stdoutFlushed, writeStdout } from "./cli/output.ts";
 import { closest, formatIssue } from "./config/errors.ts";
 import { EXIT } from "./errors.ts";
 
@@ -41,7 +41,7 @@ const root = defineCommand({
 
 function printUsage(text: string): void {
   const out = colorEnabled(process.stdout) ? text : stripVTControlCharacters(text);
-  process.stdout.write(`${out}\n`);
+  writeStdout(`${out}\n`);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -52,7 +52,7 @@ async function main(argv: string[]): Promise<number> {
 
   if (flagsPart.includes("-V") || flagsPart.includes("--version")) {
     if (json) out.emit({ name: "mozart", version: VERSION, commit: commit ?? null });
-    else process.stdout.write(`mozart ${VERSION}${commit ? ` (${commit})` : ""}\n`);
+    else writeStdout(`mozart ${VERSION}${commit ? ` (${commit})` : ""}\n`);
     return EXIT.ok;
   }
 
@@ -180,6 +180,7 @@ function reportError(e: unknown, argv: string[]): number {
 
 if (import.meta.main) {
   const code = await cli(process.argv.slice(2));
-  // Exit explicitly (a lingering handle must not keep a finished command alive), after stdout drains.
-  process.stdout.write("", () => process.exit(code));
+  // Exit explicitly (a lingering handle must not keep a finished command alive), once stdout is out.
+  await stdoutFlushed();
+  process.exit(code);
 }

@@ -5,6 +5,19 @@
  */
 import { stripVTControlCharacters } from "node:util";
 
+/**
+ * stdout writes go through here so the entry can wait for the last one before exiting: under
+ * Bun, process.exit() right after a large write to a pipe cuts it at 64 KiB, while the write's
+ * own callback fires only once the data is out. stdout is process-wide, so its flush is too.
+ */
+let lastStdoutWrite: Promise<void> = Promise.resolve();
+export function writeStdout(text: string): void {
+  lastStdoutWrite = new Promise((resolve) => process.stdout.write(text, () => resolve()));
+}
+export function stdoutFlushed(): Promise<void> {
+  return lastStdoutWrite;
+}
+
 export interface GlobalFlags {
   verbose?: boolean;
   quiet?: boolean;
@@ -65,8 +78,11 @@ export function createOutput(flags: GlobalFlags, env: Record<string, string | un
   const human = json ? process.stderr : process.stdout;
   const c = palette(colorEnabled(human, env, flags.color));
   const ce = palette(colorEnabled(process.stderr, env, flags.color));
-  const write = (stream: NodeJS.WriteStream, line: string, colored: boolean) =>
-    stream.write(`${colored ? line : stripVTControlCharacters(line)}\n`);
+  const write = (stream: NodeJS.WriteStream, line: string, colored: boolean) => {
+    const text = `${colored ? line : stripVTControlCharacters(line)}\n`;
+    if (stream === process.stdout) writeStdout(text);
+    else stream.write(text);
+  };
   const stdoutColor = colorEnabled(process.stdout, env, flags.color);
   const stderrColor = colorEnabled(process.stderr, env, flags.color);
   return {
@@ -88,7 +104,7 @@ export function createOutput(flags: GlobalFlags, env: Record<string, string | un
       if (hint) write(process.stderr, `  ${ce.dim("hint:")} ${hint}`, stderrColor);
     },
     emit: (value) => {
-      process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+      writeStdout(`${JSON.stringify(value, null, 2)}\n`);
     },
   };
 }

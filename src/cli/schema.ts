@@ -1,6 +1,7 @@
 import { defineCommand } from "citty";
 import { jobJsonSchema } from "../config/schema.ts";
 import { globalArgs } from "./args.ts";
+import { writeStdout } from "./output.ts";
 
 export default defineCommand({
   meta: {
@@ -9,6 +10,6 @@ export default defineCommand({
   },
   args: { ...globalArgs },
   run() {
-    process.stdout.write(`${JSON.stringify(jobJsonSchema(), null, 2)}\n`);
+    writeStdout(`${JSON.stringify(jobJsonSchema(), null, 2)}\n`);
   },
 });

@@ -3,7 +3,7 @@ import { EXIT, MozartError } from "../errors.ts";
 import { sleep } from "../engine/shutdown.ts";
 import { globalArgs, jsonArg } from "./args.ts";
 import { openJob } from "./find-job.ts";
-import { createOutput } from "./output.ts";
+import { createOutput, writeStdout } from "./output.ts";
 import { effectiveStatus, printAttempts, printStatus, statusJson } from "./status-view.ts";
 
 export default defineCommand({
@@ -46,7 +46,7 @@ export default defineCommand({
       process.once("SIGINT", onInt);
       const live = process.stdout.isTTY;
       for (;;) {
-        if (live) process.stdout.write("\x1b[H\x1b[2J");
+        if (live) writeStdout("\x1b[H\x1b[2J");
         const rec = await show();
         if (effectiveStatus(rec) !== "running" || !(await sleep(1000, stop.signal))) break;
         if (!live) out.print();

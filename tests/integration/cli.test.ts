@@ -2,7 +2,9 @@
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
-import { FIXTURES, mozart, ROOT } from "../helpers.ts";
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { FIXTURES, MAIN, mozart, ROOT, tempDir, testEnv } from "../helpers.ts";
 
 const QUICKSTART = join(ROOT, "examples", "quickstart.yaml");
 const SEED_JOB = join(FIXTURES, "seed", "my-job.yaml");
@@ -135,6 +137,21 @@ describe("run --dry-run", () => {
     const r = mozart(["run", QUICKSTART, "-n", "--json"]);
     const doc = JSON.parse(r.stdout);
     expect(doc.invocation.argv.join(" ")).toContain(join(ROOT, "examples", "scripts", "offline-agent.sh"));
+  });
+});
+
+describe("large --json output through a slow pipe", () => {
+  test("is never cut short (process exit waits for stdout)", () => {
+    const t = tempDir();
+    try {
+      const job = join(t.path, "big.yaml");
+      writeFileSync(job, 'name: big\nbatch: {size: 1, total_items: 3000}\nprompt: {template: "Process batch {{ batch_num }} of {{ total_batches }} with a long enough prompt."}\nbackend: {type: command, command: "true"}\n');
+      const r = spawnSync("sh", ["-c", `"${process.execPath}" "${MAIN}" run "${job}" -n --json | (sleep 0.5; cat)`], { encoding: "utf8", maxBuffer: 64 << 20, env: testEnv() });
+      expect(r.stdout.length).toBeGreaterThan(300_000);
+      expect(JSON.parse(r.stdout).batches).toHaveLength(3000);
+    } finally {
+      t.cleanup();
+    }
   });
 });
 
