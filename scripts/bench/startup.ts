@@ -4,7 +4,7 @@
  * with `node -e 0` and `bun -e 0` on the same machine for scale. Run by hand after
  * `bun run build:host`: bun scripts/bench/startup.ts [runs]
  */
-import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { arch, platform, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -20,8 +20,9 @@ if (!existsSync(bin)) {
 
 const home = mkdtempSync(join(tmpdir(), "mozart-startup-"));
 const env = { ...process.env, MOZART_HOME: join(home, "home"), NO_COLOR: "1" };
-// A finished job to ask `status` about.
-Bun.spawnSync([bin, "-q", "run", join(ROOT, "examples", "quickstart.yaml")], { env, stdout: "ignore", stderr: "ignore" });
+// A finished job to ask `status` about, run from a copy so the checkout's examples stay untouched.
+cpSync(join(ROOT, "examples"), join(home, "examples"), { recursive: true, filter: (src) => !src.includes("workspace") });
+Bun.spawnSync([bin, "-q", "run", join(home, "examples", "quickstart.yaml")], { env, stdout: "ignore", stderr: "ignore" });
 
 function measure(name: string, argv: string[]): number {
   for (let i = 0; i < WARMUP; i++) Bun.spawnSync(argv, { env, stdout: "ignore", stderr: "ignore" });

@@ -78,6 +78,15 @@ async function executeLocked(opts: ExecuteOptions, store: StateStore): Promise<n
   const now = Date.now();
   let rec = await store.getJob(id);
   let batches: BatchRecord[] = rec ? await store.listBatches(id) : [];
+  // Registered on every run, so `status`/`resume` by name work from any folder, under any MOZART_HOME.
+  await registerJob(mozartHome(process.env), {
+    job_id: id,
+    state_backend: c.state_backend,
+    state_location: stateLocation(c),
+    config_path: job.file,
+    workspace: c.workspace,
+    updated_at: new Date(now).toISOString(),
+  }).catch((e: Error) => out.warn(`could not register the job under ${mozartHome(process.env)} (${e.message}); status and resume will need the job file`));
 
   if (!rec) {
     if (opts.command === "resume") throw new MozartError(`job "${id}" has no state yet`, { hint: `start it with: mozart run ${quote(job.file)}` });
@@ -127,14 +136,7 @@ async function executeLocked(opts: ExecuteOptions, store: StateStore): Promise<n
   refreshJobRecord(rec, job, opts.source, batches);
   rec.runner = me(now);
   await store.putJob(rec);
-  await registerJob(mozartHome(process.env), {
-    job_id: id,
-    state_backend: c.state_backend,
-    state_location: stateLocation(c),
-    config_path: job.file,
-    workspace: c.workspace,
-    updated_at: new Date(now).toISOString(),
-  }).catch((e: Error) => out.warn(`could not register the job under ${mozartHome(process.env)} (${e.message}); status and resume will need the job file`));
+
 
   const events = createEmitter((e) => out.detail(`listener error: ${(e as Error).message}`));
   const shutdown = createShutdown();

@@ -38,6 +38,10 @@ for (const kind of ["sqlite", "json"] as Kind[]) {
       expect(second.code).toBe(0);
       expect(second.stderr).toContain("already completed");
       expect(box.lines("calls.log")).toHaveLength(3);
+      // Even a run with nothing to do registers the job, so another MOZART_HOME finds it by name.
+      const otherHome = { MOZART_HOME: join(box.dir, "other-home") };
+      expect(box.run(["run", job], otherHome).code).toBe(0);
+      expect(JSON.parse(box.run(["status", "test-job", "--json"], otherHome).stdout).status).toBe("completed");
     });
 
     test("validations decide, not the exit code: exit 0 without the file is retried", () => {
