@@ -17,6 +17,7 @@ import { stateLocation } from "../state/location.ts";
 import { mozartHome, registerJob } from "../state/registry.ts";
 import { openStore } from "../state/store.ts";
 import type { BatchRecord, JobRecord, StateStore } from "../state/types.ts";
+import { shellQuote as quote } from "./dry-run.ts";
 import { writeStepSummary } from "./step-summary.ts";
 import { formatDuration, createProgress } from "./progress.ts";
 import type { Output } from "./output.ts";
@@ -33,7 +34,6 @@ export interface ExecuteOptions {
   force?: boolean;
 }
 
-const quote = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
 
 export async function openJobStore(job: Pick<PreparedJob, "config">): Promise<StateStore> {
   const c = job.config;
