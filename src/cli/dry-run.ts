@@ -1,24 +1,11 @@
 /** `mozart run --dry-run`: the plan, one batch's rendered prompt, its validations and the exact invocation. */
 import { createBackend } from "../backends/index.ts";
-import type { ExecutionRequest, Invocation } from "../backends/types.ts";
+import type { Invocation } from "../backends/types.ts";
 import { displayPath, type PreparedJob } from "../config/check.ts";
+import { requestFor } from "../engine/job.ts";
 import { MozartError } from "../errors.ts";
 import { stateLocation } from "../state/location.ts";
 import { table, type Output } from "./output.ts";
-
-export function requestFor(job: PreparedJob, n: number, attempt = 1): ExecutionRequest {
-  const b = job.batch(n);
-  return {
-    prompt: job.prompt(n),
-    batch: { batch_num: n, total_batches: job.totalBatches, start_item: b.start_item, end_item: b.end_item },
-    attempt,
-    job_name: job.config.name,
-    workspace: job.config.workspace,
-    cwd: job.cwd,
-    timeoutMs: job.config.backend.timeout_seconds * 1000,
-    command: job.command(n),
-  };
-}
 
 /** Shell-quote an argument for display, so the printed invocation can be pasted into a shell. */
 export function shellQuote(arg: string): string {

@@ -1,6 +1,7 @@
 /** Creating and checking the job record: identity, config hash, which batches still need work. */
 import { createHash } from "node:crypto";
 import { hostname } from "node:os";
+import type { ExecutionRequest } from "../backends/types.ts";
 import type { PreparedJob } from "../config/check.ts";
 import type { BatchRecord, JobRecord, RunnerInfo } from "../state/types.ts";
 
@@ -58,4 +59,19 @@ export function pendingBatches(total: number, batches: BatchRecord[]): number[] 
   const out: number[] = [];
   for (let n = 1; n <= total; n++) if (!done.has(n)) out.push(n);
   return out;
+}
+
+/** The backend request for one attempt of batch n; `--dry-run` shows exactly what the runner sends. */
+export function requestFor(job: PreparedJob, n: number, attempt = 1, prompt = job.prompt(n)): ExecutionRequest {
+  const b = job.batch(n);
+  return {
+    prompt,
+    batch: { batch_num: n, total_batches: job.totalBatches, start_item: b.start_item, end_item: b.end_item },
+    attempt,
+    job_name: job.config.name,
+    workspace: job.config.workspace,
+    cwd: job.cwd,
+    timeoutMs: job.config.backend.timeout_seconds * 1000,
+    command: job.command(n),
+  };
 }

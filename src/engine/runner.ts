@@ -10,6 +10,7 @@ import { completionPrompt } from "../prompts/completion.ts";
 import type { AttemptMode, BatchError, BatchRecord, JobRecord, StateStore, ValidationResult } from "../state/types.ts";
 import { classify, type Decision } from "./classify.ts";
 import type { Emitter } from "./events.ts";
+import { requestFor } from "./job.ts";
 import { attemptsAllowed, retryDelayMs } from "./retry.ts";
 import { sleep, type Shutdown } from "./shutdown.ts";
 import { runValidations, snapshotMtimes, summarize } from "./validate.ts";
@@ -150,17 +151,7 @@ export async function runJob(ctx: RunContext): Promise<RunOutcome> {
       rec.total_attempts++;
       const attempt = batch.attempts;
       await store.putBatch(jobId, batch);
-      const b = job.batch(n);
-      const request = {
-        prompt,
-        batch: { batch_num: n, total_batches: job.totalBatches, start_item: b.start_item, end_item: b.end_item },
-        attempt,
-        job_name: cfg.name,
-        workspace: cfg.workspace,
-        cwd: job.cwd,
-        timeoutMs: cfg.backend.timeout_seconds * 1000,
-        command: job.command(n),
-      };
+      const request = requestFor(job, n, attempt, prompt);
       events.emit({ type: "attempt_start", batch_num: n, attempt, mode, argv: backend.describe(request).argv });
       const attemptStart = now();
       const result = await backend.execute(request, shutdown.kill);
