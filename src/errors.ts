@@ -20,3 +20,9 @@ export const EXIT = {
   usage: 2,
   paused: 130,
 } as const;
+
+/** The errno code of a failed system call (`ENOENT`, `EACCES`, …), if it is one. */
+export function errno(err: unknown): string | undefined {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}

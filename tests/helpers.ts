@@ -24,12 +24,14 @@ export function testEnv(extra: Record<string, string | undefined> = {}): Record<
   return env;
 }
 
-export function mozart(args: string[], opts: { cwd?: string; env?: Record<string, string | undefined> } = {}): CliResult {
+/** `timeout` (ms) kills a mozart that hangs, so a slow path fails its test instead of stalling the suite. */
+export function mozart(args: string[], opts: { cwd?: string; env?: Record<string, string | undefined>; timeout?: number } = {}): CliResult {
   const r = spawnSync(process.execPath, [MAIN, ...args], {
     cwd: opts.cwd ?? ROOT,
     env: testEnv(opts.env),
     encoding: "utf8",
     maxBuffer: 64 * 1024 * 1024,
+    ...(opts.timeout ? { timeout: opts.timeout, killSignal: "SIGKILL" as const } : {}),
   });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }

@@ -6,8 +6,8 @@
  * text as `request.command`; this backend runs that text verbatim. `backend.command` is used
  * only when a caller leaves `request.command` unset (then nothing is expanded).
  */
-import type { BackendConfig } from "../config/schema.ts";
-import { runProcess, type ProcessResult } from "../runtime/process.ts";
+import type { CommandConfig } from "../config/schema.ts";
+import { defaultStopSequence, runProcess, type ProcessResult } from "../runtime/process.ts";
 import type { Backend, BackendContext, ExecutionRequest, ExecutionResult } from "./types.ts";
 
 export function mozartEnv(req: ExecutionRequest): Record<string, string> {
@@ -19,6 +19,7 @@ export function mozartEnv(req: ExecutionRequest): Record<string, string> {
     MOZART_ATTEMPT: String(req.attempt),
     MOZART_JOB_NAME: req.job_name,
     MOZART_WORKSPACE: req.workspace,
+    ...(req.worktree ? { MOZART_WORKTREE: req.worktree } : {}),
   };
 }
 
@@ -79,10 +80,11 @@ export function fromProcess(p: ProcessResult, cwd: string, what: string): Execut
   return result;
 }
 
-export function createCommandBackend(config: BackendConfig, ctx: BackendContext): Backend {
+export function createCommandBackend(config: CommandConfig, ctx: BackendContext): Backend {
   const commandFor = (req: ExecutionRequest) => req.command ?? config.command ?? "";
   return {
     name: "command",
+    startsProcesses: true,
     describe(req) {
       return { argv: ["/bin/sh", "-c", commandFor(req)], cwd: req.cwd, env: { ...displayEnv(config.env), ...mozartEnv(req) }, stdin: "prompt" };
     },
@@ -99,7 +101,9 @@ export function createCommandBackend(config: BackendConfig, ctx: BackendContext)
         timeoutMs: req.timeoutMs,
         signal,
         onOutput: req.onOutput,
-        killGraceMs: ctx.killGraceMs,
+        stopSequence: defaultStopSequence(ctx.killGraceMs),
+        ...(req.tag ? { tag: req.tag } : {}),
+        ...(req.onSpawn ? { onSpawn: req.onSpawn } : {}),
       });
       return fromProcess(p, req.cwd, "backend.command");
     },

@@ -1,14 +1,17 @@
 import { defineCommand } from "citty";
-import { MozartError } from "../errors.ts";
-import { listRegistered, mozartHome } from "../state/registry.ts";
-import { openStore } from "../state/store.ts";
-import { JOB_STATUSES, type JobStatus } from "../state/types.ts";
+import { EXIT, MozartError } from "../errors.ts";
+import { accountHoldView, listAccountHolds } from "../state/accounts.ts";
+import { databaseEntries, sharedDatabase } from "../state/database.ts";
+import { jobRow, unreadableRow, type JobRow } from "../state/jobs.ts";
+import { mozartHome, readRegistry } from "../state/registry.ts";
+import { JOB_STATUSES } from "../state/types.ts";
+import { formatTime } from "../time.ts";
 import { globalArgs, jsonArg } from "./args.ts";
 import { createOutput, table } from "./output.ts";
-import { effectiveStatus, paintStatus } from "./status-view.ts";
+import { describeAccountHold, describeRequester, paintStatus } from "./status-view.ts";
 
 export default defineCommand({
-  meta: { name: "list", description: "List jobs known on this machine, newest first" },
+  meta: { name: "list", description: "List jobs known on this machine (and in the database of MOZART_DATABASE_URL, when set), newest first" },
   args: {
     status: { type: "string", alias: "s", description: `Only jobs with this status (${JOB_STATUSES.join(", ")})`, valueHint: "STATUS" },
     limit: { type: "string", alias: "l", description: "At most this many jobs (default 20)", valueHint: "N" },
@@ -19,41 +22,62 @@ export default defineCommand({
     const out = createOutput(args);
     const want = args.status?.toLowerCase();
     if (want && !(JOB_STATUSES as readonly string[]).includes(want)) {
-      throw new MozartError(`invalid status "${args.status}"`, { exitCode: 2, hint: `use one of ${JOB_STATUSES.join(", ")}` });
+      throw new MozartError(`invalid status "${args.status}"`, { exitCode: EXIT.usage, hint: `use one of ${JOB_STATUSES.join(", ")}` });
     }
     const limit = args.limit === undefined ? 20 : Number(args.limit);
-    if (!Number.isInteger(limit) || limit < 1) throw new MozartError(`--limit expects a positive whole number, got "${args.limit}"`, { exitCode: 2 });
+    if (!Number.isInteger(limit) || limit < 1) throw new MozartError(`--limit expects a positive whole number, got "${args.limit}"`, { exitCode: EXIT.usage });
 
     const home = mozartHome(process.env);
-    const rows: Array<{ job_id: string; status: JobStatus; completed: number; total: number; updated_at: string; cost_usd: number; config_path: string; state: string }> = [];
-    for (const entry of await listRegistered(home)) {
+    const { entries, unreadable } = await readRegistry(home);
+    const rows: JobRow[] = [];
+    for (const entry of entries) rows.push(await jobRow(entry));
+    for (const u of unreadable) rows.push(unreadableRow({ job_id: u.file, updated_at: "", config_path: "", state: u.file }, u.reason));
+    // Jobs in the shared database that this machine never ran (workers, other machines' runs).
+    const db = sharedDatabase(process.env);
+    if (db) {
+      const known = new Set(entries.map((e) => e.job_id));
       try {
-        const store = await openStore({ kind: entry.state_backend, location: entry.state_location });
-        try {
-          const rec = await store.getJob(entry.job_id);
-          if (!rec) continue;
-          rows.push({ job_id: rec.job_id, status: effectiveStatus(rec), completed: rec.completed_batches, total: rec.total_batches, updated_at: rec.updated_at, cost_usd: rec.cost_usd, config_path: rec.config_path, state: entry.state_location });
-        } finally {
-          await store.close();
-        }
+        for (const entry of await databaseEntries(process.env)) if (!known.has(entry.job_id)) rows.push(await jobRow(entry));
       } catch (e) {
-        out.detail(`skipping ${entry.job_id}: ${(e as Error).message}`);
+        if (!/there is no state/.test((e as Error).message)) rows.push(unreadableRow({ job_id: db, updated_at: "", config_path: "", state: db }, (e as Error).message));
       }
+      rows.sort((a, b) => (a.updated_at === b.updated_at ? 0 : a.updated_at < b.updated_at ? 1 : -1));
     }
-    const filtered = rows.filter((r) => !want || r.status === want).sort((a, b) => b.updated_at.localeCompare(a.updated_at));
+    const filtered = rows.filter((r) => !want || r.status === want);
     const shown = filtered.slice(0, limit);
-    if (out.json) return out.emit({ jobs: shown, total: filtered.length });
+    // The quota guard: an account's hold stops every job on that account, whichever job met it.
+    const holds = await listAccountHolds(home, Date.now());
+    const heldBy = (r: JobRow) => holds.find((h) => h.account === r.account);
+    if (out.json) {
+      const jobs = shown.map((r) => {
+        const h = heldBy(r);
+        return h ? { ...r, account_hold: accountHoldView(h) } : r;
+      });
+      out.emit({ jobs, total: filtered.length, account_holds: holds.map(accountHoldView) });
+      return EXIT.ok;
+    }
+    for (const h of holds) out.print(out.c.yellow(describeAccountHold(h)));
     if (!shown.length) {
+      if (holds.length) out.print();
       out.print(want ? `No ${want} jobs.` : "No jobs found.");
       out.info(out.c.dim(`jobs appear here once \`mozart run\` has started them (registry: ${home})`));
-      return;
+      return EXIT.ok;
     }
     const lines = table(
       ["Job", "Status", "Progress", "Cost", "Updated"],
-      shown.map((r) => [r.job_id, paintStatus(out, r.status), `${r.completed}/${r.total}`, r.cost_usd ? `$${r.cost_usd.toFixed(4)}` : "-", r.updated_at.replace("T", " ").slice(0, 16)]),
+      shown.map((r) => [r.job_id, heldBy(r) && r.status === "running" ? `${paintStatus(out, r.status)} ${out.c.yellow("(held)")}` : paintStatus(out, r.status), r.total ? `${r.completed}/${r.total}` : "-", r.cost_usd ? `$${r.cost_usd.toFixed(4)}` : "-", r.updated_at.replace("T", " ").slice(0, 16)]),
       ["l", "l", "r", "r", "l"],
     );
+    if (holds.length) out.print();
     for (const l of lines) out.print(l);
+    for (const r of shown) if (r.error) out.print(out.c.red(`  ${r.job_id}: ${r.error}`));
+    for (const r of shown) if (r.conflict) out.print(out.c.red(`  ${r.job_id}: ${r.conflict} batch${r.conflict === 1 ? "" : "es"} could not be merged (conflict): mozart status ${r.job_id}`));
+    for (const r of shown) {
+      const h = heldBy(r);
+      if (h && (r.status === "running" || r.status === "paused" || r.status === "pending")) out.print(out.c.yellow(`  ${r.job_id}: starts no batch before ${formatTime(h.until)} (its account's hold${h.job_id === r.job_id ? "" : `, met by ${h.job_id}`})`));
+    }
+    for (const r of shown) if (r.stopped_by && (r.status === "paused" || r.status === "cancelled")) out.print(out.c.dim(`  ${r.job_id}: ${r.status} by ${describeRequester(r.stopped_by)}`));
     out.info(out.c.dim(`${shown.length} of ${filtered.length} job(s)`));
+    return EXIT.ok;
   },
 });

@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
 import { jobJsonSchema } from "../config/schema.ts";
-import { globalArgs } from "./args.ts";
+import { globalArgs, jsonArg } from "./args.ts";
 import { writeStdout } from "./output.ts";
 
 export default defineCommand({
@@ -8,7 +8,8 @@ export default defineCommand({
     name: "schema",
     description: "Print the JSON Schema of job files (for editor completion: # yaml-language-server: $schema=<file>)",
   },
-  args: { ...globalArgs },
+  // --json is accepted like everywhere else; the schema is one JSON document either way.
+  args: { ...jsonArg, ...globalArgs },
   run() {
     writeStdout(`${JSON.stringify(jobJsonSchema(), null, 2)}\n`);
   },

@@ -1,6 +1,7 @@
 import { defineCommand } from "citty";
 import { checkJob, displayPath } from "../config/check.ts";
 import { loadJobFile } from "../config/load.ts";
+import { notificationProblems } from "../notify/index.ts";
 import { stateLocation } from "../state/location.ts";
 import { globalArgs, jsonArg } from "./args.ts";
 import { createOutput } from "./output.ts";
@@ -16,6 +17,8 @@ export default defineCommand({
     const out = createOutput(args);
     const job = await checkJob(await loadJobFile(args.config));
     const c = job.config;
+    // Not errors: the job file is valid, but this environment lacks what a channel needs.
+    const warnings = notificationProblems(c.notifications, process.env);
     const summary = {
       valid: true,
       file: job.file,
@@ -30,8 +33,10 @@ export default defineCommand({
       state_backend: c.state_backend,
       state_location: stateLocation(c),
       workspace: c.workspace,
+      warnings,
     };
     if (out.json) return out.emit(summary);
+    for (const w of warnings) out.warn(w);
     out.print(`${out.c.green("✓")} ${displayPath(job.file)} is valid: job ${out.c.bold(c.name)}`);
     out.print(`  batches:       ${job.totalBatches} (${c.batch.size} items each, items ${c.batch.start_item}–${c.batch.total_items})`);
     out.print(`  backend:       ${c.backend.type}${c.concurrency > 1 ? `, ${c.concurrency} at a time` : ""}`);

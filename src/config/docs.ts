@@ -5,7 +5,7 @@
  */
 import { jobJsonSchema } from "./schema.ts";
 
-interface Prop {
+export interface Prop {
   type?: string | string[];
   description?: string;
   default?: unknown;
@@ -29,12 +29,14 @@ const SECTIONS: Array<[key: string, title: string]> = [
   ["prompt", "prompt"],
   ["retry", "retry"],
   ["rate_limit", "rate_limit"],
+  ["budget", "budget"],
   ["validations", "validations[]"],
   ["notifications", "notifications[]"],
+  ["worktree", "worktree (isolation: worktree)"],
   ["learning", "learning (experimental)"],
 ];
 
-function typeOf(p: Prop): string {
+export function typeOf(p: Prop): string {
   if (p.const !== undefined) return `\`${JSON.stringify(p.const)}\``;
   if (p.enum) return p.enum.map((e) => `\`${String(e)}\``).join(" \\| ");
   const variants = p.oneOf ?? p.anyOf;
@@ -56,7 +58,7 @@ function defaultOf(p: Prop, required: boolean): string {
   return `\`${JSON.stringify(p.default)}\``;
 }
 
-const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
+export const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
 
 function propTable(obj: Prop, prefix = ""): string[] {
   const rows = ["| key | type | default | description |", "| --- | --- | --- | --- |"];
@@ -116,7 +118,7 @@ export function configurationMarkdown(): string {
     "| `batch_num` | current batch, from 1 |",
     "| `total_batches` | number of batches |",
     "| `start_item`, `end_item` | first and last item of the batch |",
-    "| `workspace` | absolute workspace path |",
+    "| `workspace` | absolute workspace path (isolation: worktree — the batch's copy of it in its own worktree) |",
     "| `stakes`, `thinking_method` | the prompt texts of the same name (empty when unset) |",
     "| `job_name` | the job's `name` |",
     "| `job_dir` | absolute folder of the job file |",

@@ -5,12 +5,12 @@
  */
 import { readFile } from "node:fs/promises";
 import { dirname, extname, isAbsolute, resolve } from "node:path";
-import { parseTOML } from "confbox";
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from "yaml";
+import { parseTOML } from "confbox/toml";
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from "yaml";
 import type { z } from "zod";
 import { MozartError } from "../errors.ts";
 import { closest, ConfigError, formatPath, type ConfigIssue } from "./errors.ts";
-import { JobSchema, type JobConfig } from "./schema.ts";
+import { JobSchema, jobJsonSchema, type BackendConfig, type JobConfig } from "./schema.ts";
 
 export interface Position {
   line: number;
@@ -65,7 +65,9 @@ export function parseJobText(text: string, file: string): LoadedJob {
 
   const result = JobSchema.safeParse(raw);
   if (!result.success) {
-    const issues = result.error.issues.flatMap((i) => describeIssue(i, raw as Record<string, unknown>, text, locate, issue));
+    let published: JsonSchema | undefined;
+    const schema = () => (published ??= jobJsonSchema() as JsonSchema);
+    const issues = result.error.issues.flatMap((i) => describeIssue(i, raw as Record<string, unknown>, text, locate, issue, schema));
     throw new ConfigError(issues.sort((a, b) => a.line - b.line || a.column - b.column));
   }
   const dir = dirname(file);
@@ -81,13 +83,17 @@ function resolvePaths(c: JobConfig, dir: string): JobConfig {
     workspace,
     state_path: c.state_path ? abs(c.state_path) : undefined,
     prompt: { ...c.prompt, template_file: c.prompt.template_file ? abs(c.prompt.template_file) : undefined },
-    backend: {
-      ...c.backend,
-      working_directory: c.backend.working_directory ? abs(c.backend.working_directory) : undefined,
-      cli_path: c.backend.cli_path && /[\\/]/.test(c.backend.cli_path) ? abs(c.backend.cli_path) : c.backend.cli_path,
-    },
+    backend: resolveBackendPaths(c.backend, abs),
     learning: { ...c.learning, outcome_store_path: c.learning.outcome_store_path ? abs(c.learning.outcome_store_path) : undefined },
   };
+}
+
+function resolveBackendPaths(b: BackendConfig, abs: (p: string) => string): BackendConfig {
+  if (b.type === "claude_cli") {
+    return { ...b, working_directory: b.working_directory ? abs(b.working_directory) : undefined, cli_path: b.cli_path && /[\\/]/.test(b.cli_path) ? abs(b.cli_path) : b.cli_path };
+  }
+  if (b.type === "command") return { ...b, working_directory: b.working_directory ? abs(b.working_directory) : undefined };
+  return b;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -96,27 +102,37 @@ function resolvePaths(c: JobConfig, dir: string): JobConfig {
 type ZodIssue = z.core.$ZodIssue;
 type MakeIssue = (message: string, path?: ReadonlyArray<PropertyKey>, hint?: string, key?: boolean) => ConfigIssue;
 
-function describeIssue(i: ZodIssue, raw: Record<string, unknown>, text: string, locate: Locate, issue: MakeIssue): ConfigIssue[] {
+function describeIssue(
+  i: ZodIssue,
+  raw: Record<string, unknown>,
+  text: string,
+  locate: Locate,
+  issue: MakeIssue,
+  schema: () => JsonSchema,
+): ConfigIssue[] {
   const path = i.path;
   const value = valueAt(raw, path);
   switch (i.code) {
     case "unrecognized_keys": {
-      const known = knownKeys(path, raw);
+      const known = knownKeys(schema(), path, raw);
       return i.keys.map((k) => {
         const guess = closest(k, known);
-        return issue(
-          `unknown key "${k}"`,
-          [...path, k],
-          guess ? `did you mean "${guess}"?` : `valid keys here: ${known.join(", ")}`,
-          true,
-        );
+        // A key of another type of the same union (base_url on a claude_cli backend): say which.
+        const elsewhere = guess ? [] : typesWithKey(schema(), path, k);
+        const hint = guess
+          ? `did you mean "${guess}"?`
+          : elsewhere.length
+            ? `"${k}" belongs to ${path[0] === "backend" ? "backend " : ""}type ${elsewhere.join(" or ")}, and this one is ${String((valueAt(raw, path) as { type?: unknown } | undefined)?.type ?? defaultTypeAt(path))}: set type: ${elsewhere[0]} to use it`
+            : `valid keys here: ${known.join(", ")}`;
+        return issue(`unknown key "${k}"`, [...path, k], hint, true);
       });
     }
     case "invalid_union": {
-      const options = ((i as { options?: unknown[] }).options ?? []).map(String);
+      // A member whose `type` has a default lists undefined among the options.
+      const options = ((i as { options?: unknown[] }).options ?? []).filter((o) => o !== undefined && o !== null).map(String);
       if (options.length && path[path.length - 1] === "type") {
         const guess = typeof value === "string" ? closest(value, options) : undefined;
-        const what = path[0] === "validations" ? "validation type" : path[0] === "notifications" ? "notification type" : "type";
+        const what = path[0] === "validations" ? "validation type" : path[0] === "notifications" ? "notification type" : path[0] === "backend" ? "backend type" : "type";
         return [
           issue(
             value === undefined ? `missing "type"; expected one of ${options.join(", ")}` : `unknown ${what} ${JSON.stringify(value)}; expected one of ${options.join(", ")}`,
@@ -179,39 +195,108 @@ function valueAt(raw: unknown, path: ReadonlyArray<PropertyKey>): unknown {
   return v;
 }
 
-/** The keys the schema allows at `path`, for "did you mean". */
-function knownKeys(path: ReadonlyArray<PropertyKey>, raw: unknown): string[] {
-  // zod v4 keeps its structure in `_zod.def`; this walk only reads it.
-  type Def = { type: string; shape?: Record<string, unknown>; innerType?: S; element?: S; options?: S[]; discriminator?: string };
-  type S = { _zod: { def: Def } };
-  const unwrap = (s: S): S => {
-    let cur = s;
-    while (cur._zod.def.innerType) cur = cur._zod.def.innerType;
-    return cur;
-  };
-  let s = unwrap(JobSchema as unknown as S);
-  let v: unknown = raw;
-  const pick = (schema: S, value: unknown): S => {
-    const def = schema._zod.def;
-    if (def.type === "union" && def.options && def.discriminator) {
-      const tag = (value as Record<string, unknown> | undefined)?.[def.discriminator];
-      const match = def.options.find((o) => {
-        const lit = unwrap(o)._zod.def.shape?.[def.discriminator!] as S | undefined;
-        return (lit?._zod.def as { values?: unknown[] } | undefined)?.values?.includes(tag);
-      });
-      return unwrap(match ?? def.options[0]!);
-    }
-    return schema;
-  };
-  s = pick(s, v);
+/** The parts of a JSON Schema the key walk reads. */
+interface JsonSchema {
+  type?: string | string[];
+  properties?: Record<string, JsonSchema>;
+  additionalProperties?: boolean | JsonSchema;
+  items?: JsonSchema | JsonSchema[];
+  prefixItems?: JsonSchema[];
+  oneOf?: JsonSchema[];
+  anyOf?: JsonSchema[];
+  allOf?: JsonSchema[];
+  $ref?: string;
+  $defs?: Record<string, JsonSchema>;
+  definitions?: Record<string, JsonSchema>;
+  const?: unknown;
+  enum?: unknown[];
+}
+
+const defaultTypeAt = (path: ReadonlyArray<PropertyKey>) => (path[0] === "backend" && path.length === 1 ? "claude_cli" : undefined);
+
+/** The `type` values of the union members at `path` that do have the key. */
+function typesWithKey(root: JsonSchema, path: ReadonlyArray<PropertyKey>, key: string): string[] {
+  const parent = path.length ? knownSchemaAt(root, path.slice(0, -1)) : root;
+  const last = path[path.length - 1];
+  const at = last === undefined ? parent : typeof last === "number" ? (Array.isArray(parent?.items) ? undefined : parent?.items) : parent?.properties?.[String(last)];
+  const options = at && (at.oneOf ?? at.anyOf);
+  if (!options) return [];
+  const deref = (s: JsonSchema) => (s.$ref ? (root.$defs?.[s.$ref.replace(/^#\/\$defs\//, "")] ?? s) : s);
+  return options
+    .map(deref)
+    .filter((o) => o.properties && key in o.properties)
+    .map((o) => String(deref(o.properties!.type ?? {}).const ?? ""))
+    .filter(Boolean);
+}
+
+/** The (narrowed) schema at `path`, or undefined. */
+function knownSchemaAt(root: JsonSchema, path: ReadonlyArray<PropertyKey>): JsonSchema | undefined {
+  let s: JsonSchema | undefined = root;
   for (const seg of path) {
-    v = (v as Record<PropertyKey, unknown> | undefined)?.[seg as string];
-    const def = s._zod.def;
-    const next = def.type === "object" ? (def.shape?.[String(seg)] as S | undefined) : def.type === "array" ? def.element : undefined;
-    if (!next) return [];
-    s = pick(unwrap(next), v);
+    if (!s) return undefined;
+    s = typeof seg === "number" ? (Array.isArray(s.items) ? s.items[seg] : s.items) : s.properties?.[String(seg)];
   }
-  return Object.keys(s._zod.def.shape ?? {});
+  return s;
+}
+
+/**
+ * The keys the schema allows at `path`, for "did you mean". It walks the published JSON Schema
+ * (what `mozart schema` prints and editors complete from), so suggestions and editor completion
+ * can't disagree. A union (a validation or notification) is narrowed to the member whose `const`
+ * properties, such as `type`, match the value written in the file.
+ */
+function knownKeys(root: JsonSchema, path: ReadonlyArray<PropertyKey>, raw: unknown): string[] {
+  const deref = (s: JsonSchema): JsonSchema => {
+    for (let hops = 0; s.$ref && hops < 32; hops++) {
+      const ref = s.$ref;
+      if (ref === "#") s = root;
+      else {
+        const m = /^#\/(\$defs|definitions)\/(.+)$/.exec(ref);
+        const target = m ? root[m[1] as "$defs" | "definitions"]?.[decodeURIComponent(m[2]!).replace(/~1/g, "/").replace(/~0/g, "~")] : undefined;
+        if (!target) return {};
+        s = target;
+      }
+    }
+    return s;
+  };
+  const consts = (s: JsonSchema): Array<[string, unknown[]]> =>
+    Object.entries(s.properties ?? {}).flatMap(([k, p]) => {
+      const d = deref(p);
+      return "const" in d ? [[k, [d.const]]] : [];
+    });
+  const narrow = (schema: JsonSchema, value: unknown): JsonSchema => {
+    let s = deref(schema);
+    for (let depth = 0; depth < 32; depth++) {
+      const options = (s.oneOf ?? s.anyOf)?.map(deref);
+      if (options?.length) {
+        const obj = (value ?? {}) as Record<string, unknown>;
+        const tagged = options.filter((o) => consts(o).length > 0);
+        const match = tagged.find((o) => consts(o).every(([k, allowed]) => allowed.includes(obj[k])));
+        s = match ?? options.find((o) => o.properties) ?? options[0]!;
+      } else if (s.allOf?.length) {
+        const parts = s.allOf.map((p) => narrow(p, value));
+        s = { ...s, allOf: undefined, properties: Object.assign({}, s.properties, ...parts.map((p) => p.properties ?? {})) };
+      } else {
+        return s;
+      }
+    }
+    return s;
+  };
+
+  let s = narrow(root, raw);
+  let v: unknown = raw;
+  for (const seg of path) {
+    v = v === null || typeof v !== "object" ? undefined : (v as Record<PropertyKey, unknown>)[seg as string];
+    let next: JsonSchema | undefined;
+    if (typeof seg === "number") {
+      next = s.prefixItems?.[seg] ?? (Array.isArray(s.items) ? s.items[seg] : s.items);
+    } else {
+      next = s.properties?.[String(seg)] ?? (typeof s.additionalProperties === "object" ? s.additionalProperties : undefined);
+    }
+    if (!next) return [];
+    s = narrow(next, v);
+  }
+  return Object.keys(s.properties ?? {});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -249,7 +334,104 @@ function parseYaml(text: string, file: string): Parsed {
     const start = lc.linePos(tpl.range[0]).line;
     templateStartLine = tpl.type === "BLOCK_LITERAL" || tpl.type === "BLOCK_FOLDED" ? start + 1 : start;
   }
-  return { raw: doc.toJS(), locate, templateStartLine };
+  const aliases = aliasesIn(doc);
+  const aliasAt = (a: YamlAlias | undefined) => {
+    const pos = lc.linePos(a?.node.range?.[0] ?? 0);
+    return { file, line: pos.line, column: pos.col, path: a ? formatPath(a.path) : "" };
+  };
+  // An alias inside the very node it names would make a value that contains itself; nothing
+  // downstream (the config hash, the saved job) can store that, so refuse it here.
+  const cyclic = aliases.find((a) => a.insideTarget);
+  if (cyclic) {
+    const name = cyclic.node.source;
+    throw new ConfigError([
+      { ...aliasAt(cyclic), message: `YAML alias *${name} is inside the value anchored as &${name}: that value would contain itself`, hint: "move the alias out of its anchor's value, or write the value out" },
+    ]);
+  }
+  let raw: unknown;
+  try {
+    raw = doc.toJS();
+  } catch (e) {
+    // The yaml package refuses, while building values, aliases it cannot resolve and documents whose
+    // aliases of aliases would multiply into millions of values ("billion laughs").
+    if (e instanceof ReferenceError && /alias/i.test(e.message)) throw new ConfigError([aliasIssue(aliases, aliasAt, e.message)]);
+    throw e;
+  }
+  return { raw, locate, templateStartLine };
+}
+
+interface YamlAlias {
+  node: Node & { source: string };
+  /** The node it stands for: the nearest one before it with that anchor, as yaml resolves it. */
+  target: Node | undefined;
+  insideTarget: boolean;
+  path: PropertyKey[];
+}
+
+function aliasesIn(doc: Document): YamlAlias[] {
+  const anchors = new Map<string, Node>();
+  const aliases: YamlAlias[] = [];
+  visit(doc, (_key, node, ancestors) => {
+    if (isAlias(node)) {
+      const target = anchors.get(node.source);
+      aliases.push({ node, target, insideTarget: !!target && ancestors.includes(target as never), path: keyPath([...ancestors, node]) });
+    } else if ((isScalar(node) || isMap(node) || isSeq(node)) && node.anchor) {
+      anchors.set(node.anchor, node);
+    }
+  });
+  return aliases;
+}
+
+/** Points an alias failure at the alias to blame: the unresolved one, or the one that expands the most. */
+function aliasIssue(aliases: YamlAlias[], at: (a: YamlAlias | undefined) => Omit<ConfigIssue, "message">, reason: string): ConfigIssue {
+  const targets = new Map(aliases.map((a) => [a.node as Node, a.target]));
+  // How many values a node stands for once every alias is expanded; capped so deep nesting can't overflow.
+  const CAP = 1e15;
+  const sizes = new Map<Node, number>();
+  const size = (node: unknown): number => {
+    if (isAlias(node)) {
+      const target = targets.get(node);
+      return target ? size(target) : 1;
+    }
+    if (!isMap(node) && !isSeq(node)) return 1;
+    const known = sizes.get(node);
+    if (known !== undefined) return known;
+    sizes.set(node, 1); // cycles are refused before this runs; still never recurse forever
+    let total = 0;
+    for (const item of node.items) total += isPair(item) ? size(item.key) + size(item.value) : size(item);
+    sizes.set(node, Math.min(total, CAP));
+    return Math.min(total, CAP);
+  };
+
+  const unresolved = aliases.find((a) => !a.target);
+  if (/unresolved/i.test(reason) || !aliases.length) {
+    const name = unresolved?.node.source;
+    return {
+      ...at(unresolved),
+      message: name ? `YAML alias *${name} has no anchor &${name} before it` : `YAML alias error: ${reason}`,
+      hint: "define the anchor (&name) before the alias, or fix the alias's spelling",
+    };
+  }
+  let worst = aliases[0]!;
+  for (const a of aliases) if (size(a.node) > size(worst.node)) worst = a;
+  const n = size(worst.node);
+  return {
+    ...at(worst),
+    message: `YAML aliases expand too much: *${worst.node.source} alone stands for ${n >= CAP ? `more than ${CAP.toExponential()}` : n.toLocaleString("en-US")} values (aliases of aliases multiply, as in a "billion laughs" file)`,
+    hint: "write the repeated values out, or nest aliases (*name) less deeply; Mozart refuses files whose aliases expand without bound",
+  };
+}
+
+/** The key path of a node, from the ancestors yaml's visit() passes. */
+function keyPath(chain: ReadonlyArray<unknown>): PropertyKey[] {
+  const path: PropertyKey[] = [];
+  for (let i = 1; i < chain.length; i++) {
+    const parent = chain[i - 1];
+    const child = chain[i];
+    if (isPair(child)) path.push(isScalar(child.key) ? (child.key.value as PropertyKey) : String(child.key));
+    else if (isSeq(parent)) path.push(parent.items.indexOf(child as never));
+  }
+  return path;
 }
 
 function yamlLocator(doc: Document, lc: LineCounter): Locate {
@@ -295,10 +477,15 @@ function parseToml(text: string, file: string): Parsed {
   try {
     raw = parseTOML(text);
   } catch (e) {
+    // confbox's TOML parser (smol-toml) throws a TomlError carrying 1-based `line` and `column`;
+    // its message repeats them in a code excerpt, which is no place to look for numbers.
     const msg = e instanceof Error ? e.message : String(e);
-    const m = /line (\d+)(?:, col(?:umn)? (\d+))?/i.exec(msg) ?? /(\d+):(\d+)/.exec(msg);
+    const at = e as { line?: unknown; column?: unknown };
+    const whole = (v: unknown) => (typeof v === "number" && Number.isInteger(v) && v > 0 ? v : 1);
+    const reason = msg.split("\n")[0]!.replace(/^Invalid TOML document:\s*/, "");
+    const hint = tomlHint(reason);
     throw new ConfigError([
-      { message: `TOML syntax error: ${msg.split("\n")[0]}`, file, line: m ? Number(m[1]) : 1, column: m?.[2] ? Number(m[2]) : 1, path: "" },
+      { message: `TOML syntax error: ${reason}`, file, line: whole(at.line), column: whole(at.column), path: "", ...(hint ? { hint } : {}) },
     ]);
   }
   const lines = text.split("\n");
@@ -323,4 +510,11 @@ function parseToml(text: string, file: string): Parsed {
     return { line: 1, column: 1 };
   };
   return { raw, locate };
+}
+
+function tomlHint(reason: string): string | undefined {
+  if (/redefine an already defined/.test(reason)) return "a key or [table] appears twice: remove one of them";
+  if (/control characters are not allowed in strings/.test(reason)) return 'close the string on the same line, or use a multi-line string ("""…""")';
+  if (/invalid value/.test(reason)) return 'every key needs a value: a "string", a number, true/false, [a, list] or { inline = "table" }';
+  return undefined;
 }

@@ -7,6 +7,8 @@
 export interface ResetTimeOptions {
   /** IANA zone for times printed without one. Default: the system's zone. */
   timeZone?: string;
+  /** Told about a zone name Intl does not know, and the zone used instead (never silent). */
+  onUnknownZone?: (name: string, used: string) => void;
 }
 
 /**
@@ -20,7 +22,7 @@ const MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "
 const WEEKDAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
 /** `Claude AI usage limit reached|1750708800` (epoch seconds; milliseconds accepted too). */
-const EPOCH = /\|\s*(\d{10}|\d{13})\b/;
+const EPOCH = /\|\s*(\d{10,13})\b/;
 /** `resets 2026-08-09 00:00 UTC`, `regain access on 2026-04-01 at 00:00 UTC`. */
 const ISO = /\b(\d{4})-(\d{2})-(\d{2})(?:[ T]|\s+at\s+)(\d{1,2}):(\d{2})(?::\d{2})?\s*(Z\b|UTC\b|GMT\b|\(([^)\s]+)\)|([A-Za-z]+\/[A-Za-z_+\-/]+))?/i;
 /**
@@ -38,7 +40,8 @@ const CLOCK = new RegExp(
 
 export function parseResetTime(text: string, now: number, opts: ResetTimeOptions = {}): number | null {
   const epoch = EPOCH.exec(text);
-  if (epoch?.[1]) return epoch[1].length === 13 ? Number(epoch[1]) : Number(epoch[1]) * 1000;
+  // Seconds or milliseconds: values past 1e12 are milliseconds (1e12 s is the year 33658).
+  if (epoch?.[1]) return Number(epoch[1]) > 1e12 ? Number(epoch[1]) : Number(epoch[1]) * 1000;
 
   const iso = ISO.exec(text);
   if (iso) {
@@ -83,10 +86,18 @@ function toHour24(h: number, ampm: string | undefined): number | null {
 /** The zone printed in the message when Intl knows it; otherwise the configured local zone. */
 function pickZone(name: string | undefined, opts: ResetTimeOptions): string {
   const candidates = [name?.trim(), opts.timeZone, Intl.DateTimeFormat().resolvedOptions().timeZone, "UTC"];
-  for (const zone of candidates) if (zone && isZone(zone)) return zone;
-  return "UTC";
+  const used = candidates.find((zone) => zone && isZone(zone)) ?? "UTC";
+  for (const wanted of [name?.trim(), opts.timeZone]) {
+    if (wanted && wanted !== used && !isZone(wanted)) {
+      opts.onUnknownZone?.(wanted, used);
+      break;
+    }
+  }
+  return used;
 }
 
+/** Whether Intl knows the IANA zone name (TZ values like "CET-1CEST" or typos are not). */
+export 
 function isZone(name: string): boolean {
   try {
     new Intl.DateTimeFormat("en-US", { timeZone: name });

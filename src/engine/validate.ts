@@ -1,17 +1,17 @@
 /**
  * Validation rules: the checks that decide whether a batch is done. Every rule runs every time,
  * in config order, and each one yields a result; a rule never throws, so one broken rule can't
- * hide the others. Commands run asynchronously in their own process group, so a timeout kills
- * everything they started and the event loop (progress, dashboard, signals) keeps running.
+ * hide the others. Commands run through runProcess like backend commands: asynchronously (the
+ * event loop, progress, dashboard and signals keep running), with exactly the environment the
+ * caller gives, and a timeout or abort stops everything they started.
  */
-import { spawn } from "node:child_process";
-import { open, stat } from "node:fs/promises";
+import { open, readFile, stat } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
-import type { ValidationRule } from "../config/schema.ts";
-import type { ValidationResult } from "../state/types.ts";
-
-/** A rule whose placeholders the caller has expanded for one batch; `target` is informative. */
-export type ExpandedRule = ValidationRule & { target?: string };
+import type { ExpandedRule } from "../config/check.ts";
+import type { Assertion } from "../config/json-rules.ts";
+import { defaultStopSequence, runProcess, type StopSequence } from "../runtime/process.ts";
+import { STRUCTURED_OUTPUT, type ValidationResult } from "../state/types.ts";
+import { clip } from "../text.ts";
 
 export interface ValidationContext {
   /** Relative paths and the default command cwd resolve against this (not the process cwd: V3). */
@@ -20,6 +20,14 @@ export interface ValidationContext {
   baseline: Record<string, number>;
   /** Aborting kills a running command and skips commands not yet started. */
   signal?: AbortSignal;
+  /** The complete environment of validation commands, built like the backend's. Default: process.env. */
+  env?: Record<string, string | undefined>;
+  /** How a timed-out or interrupted command is stopped. Default: SIGTERM, then SIGKILL after 2 s. */
+  stopSequence?: StopSequence;
+  /** Passed to runProcess, so a sweep at exit finds what validation commands left behind. */
+  tag?: string;
+  /** The attempt's structured output (claude_cli with backend.json_schema), which JSON rules without a path check. */
+  structuredOutput?: unknown;
 }
 
 export interface ValidationSummary {
@@ -40,8 +48,6 @@ const CHUNK_BYTES = 1 << 20;
 export const MAX_REGEX_BYTES = 64 << 20;
 const OUTPUT_TAIL_CHARS = 500;
 const KILL_GRACE_MS = 2000;
-/** After the shell exits, how long its leftover background processes may keep our pipes open. */
-const PIPE_DRAIN_MS = 1000;
 
 export async function runValidations(rules: ExpandedRule[], ctx: ValidationContext): Promise<ValidationResult[]> {
   const results: ValidationResult[] = [];
@@ -75,7 +81,7 @@ export async function snapshotMtimes(paths: string[]): Promise<Record<string, nu
 
 async function runRule(rule: ExpandedRule, ctx: ValidationContext): Promise<ValidationResult> {
   const target = targetOf(rule, ctx.workspace);
-  const base = { type: String(rule.type), description: (typeof rule.description === "string" && rule.description.trim()) || target, target };
+  const base = { type: String(rule.type), description: (typeof rule.description === "string" && rule.description.trim()) || defaultDescription(rule, target), target };
   try {
     return { ...base, ...(await check(rule, target, ctx)) };
   } catch (e) {
@@ -83,10 +89,18 @@ async function runRule(rule: ExpandedRule, ctx: ValidationContext): Promise<Vali
   }
 }
 
+/** What a rule without a description is called: its target, and for JSON rules what it asks of it. */
+function defaultDescription(rule: ExpandedRule, target: string): string {
+  if (rule.type === "json_schema") return `${target} follows the JSON Schema`;
+  if (rule.type === "jsonpath") return `${target}: ${clip((Array.isArray(rule.assert) ? rule.assert : [rule.assert]).join("; "), 120)}`;
+  return target;
+}
+
 /** The expanded command or resolved path; tolerant of malformed rules so runRule can't throw. */
 function targetOf(rule: ExpandedRule, workspace: string): string {
   const r = rule as { command?: unknown; path?: unknown };
   if (rule.type === "command_succeeds") return String(r.command ?? "");
+  if ((rule.type === "json_schema" || rule.type === "jsonpath") && r.path === undefined) return STRUCTURED_OUTPUT;
   return typeof r.path === "string" ? resolveIn(workspace, r.path) : "";
 }
 
@@ -102,8 +116,11 @@ function check(rule: ExpandedRule, target: string, ctx: ValidationContext): Prom
       return contentRegex(target, rule.pattern, rule.flags);
     case "command_succeeds": {
       const cwd = rule.working_directory ? resolveIn(ctx.workspace, rule.working_directory) : ctx.workspace;
-      return commandSucceeds(rule.command, cwd, rule.timeout_seconds * 1000, ctx.signal);
+      return commandSucceeds(rule.command, cwd, rule.timeout_seconds * 1000, ctx);
     }
+    case "json_schema":
+    case "jsonpath":
+      return jsonRule(rule, target, ctx);
     default:
       // Rules come from stored state too, which may predate a rule type.
       throw new Error(`unknown rule type "${(rule as { type: unknown }).type}"`);
@@ -176,11 +193,66 @@ async function contentRegex(path: string, pattern: string, flags: string): Promi
   return { passed: false, detail: `no match for /${pattern}/${flags}${partial}` };
 }
 
-async function commandSucceeds(command: string, cwd: string, timeoutMs: number, signal?: AbortSignal): Promise<Outcome> {
+/** The JSON a rule checks: the file at `path`, or the attempt's structured output. */
+async function jsonDocument(path: string | undefined, ctx: ValidationContext): Promise<{ json: unknown } | Outcome> {
+  if (path === undefined) {
+    if (ctx.structuredOutput === undefined) {
+      return { passed: false, detail: "no structured output: the session's result carried none (backend.json_schema asks for it; an answer that did not follow the schema carries none)" };
+    }
+    return { json: ctx.structuredOutput };
+  }
+  const found = await regularFile(path);
+  if (typeof found === "string") return { passed: false, detail: found };
+  if (found.size > MAX_REGEX_BYTES) return { passed: false, detail: `${path} is ${found.size} bytes: JSON rules read files of at most ${MAX_REGEX_BYTES >> 20} MiB` };
+  const text = await readFile(path, "utf8");
+  try {
+    return { json: JSON.parse(text.replace(/^\uFEFF/, "")) };
+  } catch (e) {
+    return { passed: false, detail: `${path} is not valid JSON (${errorText(e)})` };
+  }
+}
+
+/** ajv and jsonpath-plus load with the first JSON rule that runs. */
+async function jsonRule(rule: Extract<ExpandedRule, { type: "json_schema" | "jsonpath" }>, target: string, ctx: ValidationContext): Promise<Outcome> {
+  const doc = await jsonDocument(rule.path === undefined ? undefined : target, ctx);
+  if ("detail" in doc) return doc;
+  const rules = await import("../config/json-rules.ts");
+  return rule.type === "json_schema" ? matchesSchema(rules, doc.json, rule.schema) : holdsAll(rules, doc.json, rule.assert);
+}
+
+type JsonRules = typeof import("../config/json-rules.ts");
+
+function matchesSchema({ compileSchema, MAX_SCHEMA_ERRORS }: JsonRules, json: unknown, schema: unknown): Outcome {
+  const failed = compileSchema(schema)(json);
+  if (!failed) return { passed: true, detail: "matches the JSON Schema" };
+  const more = failed.length > MAX_SCHEMA_ERRORS ? `; and ${failed.length - MAX_SCHEMA_ERRORS} more` : "";
+  return { passed: false, detail: `does not match the JSON Schema: ${failed.slice(0, MAX_SCHEMA_ERRORS).join("; ")}${more}` };
+}
+
+function holdsAll({ evaluateAssertion, MAX_SCHEMA_ERRORS, parseAssertion }: JsonRules, json: unknown, asserted: string | string[]): Outcome {
+  const all = Array.isArray(asserted) ? asserted : [asserted];
+  const failed: string[] = [];
+  for (const text of all) {
+    let a: Assertion;
+    try {
+      a = parseAssertion(text);
+    } catch (e) {
+      failed.push(`${JSON.stringify(text)}: ${errorText(e)}`);
+      continue;
+    }
+    const why = evaluateAssertion(a, json);
+    if (why) failed.push(why);
+  }
+  if (!failed.length) return { passed: true, detail: all.length === 1 ? `holds: ${all[0]}` : `all ${all.length} assertions hold` };
+  const which = all.length === 1 ? "assertion failed" : `${failed.length} of ${all.length} assertions failed`;
+  return { passed: false, detail: `${which}: ${failed.slice(0, MAX_SCHEMA_ERRORS).join("; ")}` };
+}
+
+async function commandSucceeds(command: string, cwd: string, timeoutMs: number, ctx: ValidationContext): Promise<Outcome> {
   const dir = await stat(cwd).catch(() => null);
   if (!dir?.isDirectory()) return { passed: false, detail: `working directory does not exist: ${cwd}` };
-  if (signal?.aborted) return { passed: false, detail: "not run: validation was interrupted" };
-  const r = await runShell(command, cwd, timeoutMs, signal);
+  if (ctx.signal?.aborted) return { passed: false, detail: "not run: validation was interrupted" };
+  const r = await runShell(command, cwd, timeoutMs, ctx);
   if (r.spawnError) return { passed: false, detail: `could not start /bin/sh: ${r.spawnError}` };
   const tail = r.output ? `; output${r.outputChars > r.output.length ? ` (last ${r.output.length} of ${r.outputChars} chars)` : ""}: ${r.output}` : "";
   if (r.timedOut) return { passed: false, detail: `timed out after ${timeoutMs / 1000}s; process group killed${tail}` };
@@ -201,69 +273,34 @@ interface ShellResult {
   spawnError?: string;
 }
 
-function runShell(command: string, cwd: string, timeoutMs: number, signal?: AbortSignal): Promise<ShellResult> {
-  return new Promise((done) => {
-    // detached = its own process group, so one kill(-pid) reaches every grandchild.
-    const child = spawn("/bin/sh", ["-c", command], { cwd, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-    const r: ShellResult = { exitCode: null, signal: null, timedOut: false, interrupted: false, output: "", outputChars: 0 };
-    const timers: ReturnType<typeof setTimeout>[] = [];
-    let finished = false;
-
-    const killGroup = (sig: NodeJS.Signals) => {
-      try {
-        if (child.pid) process.kill(-child.pid, sig);
-      } catch {
-        // ESRCH: the group is already gone.
-      }
-    };
-    const stop = (why: "timedOut" | "interrupted") => {
-      r[why] = true;
-      killGroup("SIGTERM");
-      timers.push(setTimeout(() => killGroup("SIGKILL"), KILL_GRACE_MS));
-    };
-    const onAbort = () => stop("interrupted");
-    const finish = () => {
-      if (finished) return;
-      finished = true;
-      for (const t of timers) clearTimeout(t);
-      signal?.removeEventListener("abort", onAbort);
-      r.output = r.output.slice(-OUTPUT_TAIL_CHARS);
-      done(r);
-    };
-    const collect = (chunk: string) => {
-      r.outputChars += chunk.length;
+async function runShell(command: string, cwd: string, timeoutMs: number, ctx: ValidationContext): Promise<ShellResult> {
+  let output = "";
+  let outputChars = 0;
+  const p = await runProcess({
+    shell: command,
+    cwd,
+    env: ctx.env ?? process.env,
+    timeoutMs,
+    ...(ctx.signal ? { signal: ctx.signal } : {}),
+    stopSequence: ctx.stopSequence ?? defaultStopSequence(KILL_GRACE_MS),
+    ...(ctx.tag ? { tag: ctx.tag } : {}),
+    // Only the interleaved tail below is reported; keep runProcess's own copies small.
+    maxCapture: { head: 0, tail: OUTPUT_TAIL_CHARS },
+    onOutput(_stream, chunk) {
+      outputChars += chunk.length;
       // Keep a little more than needed so slicing stays cheap for chatty commands.
-      r.output = (r.output + chunk).slice(-OUTPUT_TAIL_CHARS * 4);
-    };
-
-    child.stdout.setEncoding("utf8").on("data", collect);
-    child.stderr.setEncoding("utf8").on("data", collect);
-    child.on("error", (e) => {
-      r.spawnError = errorText(e);
-      finish();
-    });
-    child.on("exit", (code, sig) => {
-      r.exitCode = code;
-      r.signal = sig;
-      clearTimeout(deadline);
-      signal?.removeEventListener("abort", onAbort);
-      // Whatever survived a kill must not outlive the validation.
-      if (r.timedOut || r.interrupted) killGroup("SIGKILL");
-      timers.push(
-        setTimeout(() => {
-          // A background process still holds our pipes: stop waiting for it, and stop it.
-          killGroup("SIGKILL");
-          child.stdout.destroy();
-          child.stderr.destroy();
-          finish();
-        }, PIPE_DRAIN_MS),
-      );
-    });
-    child.on("close", finish);
-    const deadline = setTimeout(() => stop("timedOut"), timeoutMs);
-    timers.push(deadline);
-    signal?.addEventListener("abort", onAbort, { once: true });
+      output = (output + chunk).slice(-OUTPUT_TAIL_CHARS * 4);
+    },
   });
+  return {
+    exitCode: p.exit_code,
+    signal: p.signal,
+    timedOut: p.timed_out,
+    interrupted: p.interrupted,
+    output: output.slice(-OUTPUT_TAIL_CHARS),
+    outputChars,
+    ...(p.spawn_error ? { spawnError: p.spawn_error.message } : {}),
+  };
 }
 
 /** A regular file's stats, or a failure detail saying what is there instead. */

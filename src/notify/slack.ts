@@ -1,96 +1,79 @@
 /**
- * Slack incoming webhooks: one attachment per event, coloured by outcome, with the facts as
- * fields so the message stays readable on a phone.
+ * Slack incoming webhooks, in Block Kit: a header (the title), a section with what happened and
+ * the progress, a section with the commands to run next, and a context line naming the job and
+ * the time; `text` carries the same message on one line for notifications and old clients.
+ * Sent with the same retries as webhooks (2 retries; Slack answers 429 when rate limited).
  */
 import type { NotificationConfig, NotificationEvent } from "../config/schema.ts";
-import {
-  clip,
-  countsOf,
-  formatCost,
-  formatDuration,
-  logOnce,
-  messageFor,
-  progressOf,
-  titleFor,
-  type Channel,
-  type ChannelDeps,
-  type NotifyContext,
-} from "./format.ts";
+import { clip } from "../text.ts";
+import { formatTime } from "../time.ts";
+import { describeEvent, type Channel, type ChannelDeps, type NotifyContext } from "./format.ts";
+import { createPostJson } from "./http.ts";
 
 type SlackConfig = Extract<NotificationConfig, { type: "slack" }>["config"];
 
-const COLOURS: Partial<Record<NotificationEvent, string>> = {
-  job_complete: "#36a64f",
-  job_failed: "#d00000",
-  job_paused: "#ffcc00",
-  batch_failed: "#ff9800",
-  rate_limit_hold: "#ff9800",
-};
-const NEUTRAL = "#439fe0";
+const SLACK_RETRIES = 2;
+const SLACK_RETRY_DELAY_MS = 1000;
+/** Block Kit's limit for a header's text. */
+const HEADER_MAX = 150;
 
 const EMOJI: Record<NotificationEvent, string> = {
   job_start: ":rocket:",
   job_complete: ":white_check_mark:",
   job_failed: ":x:",
   job_paused: ":pause_button:",
+  job_cancelled: ":stop_button:",
   batch_start: ":hourglass_flowing_sand:",
   batch_complete: ":heavy_check_mark:",
   batch_failed: ":warning:",
+  batch_conflict: ":twisted_rightwards_arrows:",
   rate_limit_hold: ":snail:",
 };
 
 export function createSlack(cfg: SlackConfig, deps: ChannelDeps): Channel {
   const url = cfg.webhook_url || deps.env[cfg.webhook_url_env];
-  const warn = logOnce(deps.log);
+  const noUrl = url ? undefined : `no webhook URL (set notifications[].config.webhook_url or $${cfg.webhook_url_env})`;
+  const post = createPostJson(deps.fetch);
   return {
     name: "slack",
+    // The webhook URL is a secret: it is never printed, not even its host.
+    target: "Slack",
+    problems: noUrl ? [`slack notifications are off: ${noUrl}`] : [],
     async send(event, ctx, signal) {
-      if (!url) {
-        warn("no-url", `slack notifications are off: set notifications[].config.webhook_url or $${cfg.webhook_url_env}`);
-        return;
-      }
-      const res = await deps.fetch(url, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
+      if (!url) return { skipped: noUrl };
+      return post(url, {
         body: JSON.stringify(slackPayload(event, ctx, cfg)),
-        signal: AbortSignal.any([signal, AbortSignal.timeout(cfg.timeout * 1000)]),
+        headers: { "content-type": "application/json" },
+        timeoutMs: cfg.timeout * 1000,
+        retries: SLACK_RETRIES,
+        retryDelayMs: SLACK_RETRY_DELAY_MS,
+        signal,
       });
-      // The webhook URL is a secret: never put it in a message.
-      const body = await res.text().catch(() => "");
-      if (!res.ok) throw new Error(`Slack answered HTTP ${res.status}${body ? `: ${clip(body, 200)}` : ""}`);
     },
   };
 }
 
-interface Field {
-  title: string;
-  value: string;
-  short: boolean;
-}
+/** Slack's mrkdwn reads `&`, `<` and `>` as markup: text from outside must not. */
+const escape = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
 export function slackPayload(event: NotificationEvent, ctx: NotifyContext, cfg: SlackConfig): Record<string, unknown> {
-  const title = titleFor(event, ctx);
-  const fields: Field[] = [];
-  const add = (t: string, value: string | undefined, short = true) => value && fields.push({ title: t, value, short });
-  add("Progress", progressOf(ctx));
-  add("Results", countsOf(ctx));
-  add("Duration", ctx.duration_seconds === undefined ? undefined : formatDuration(ctx.duration_seconds));
-  add("Cost", ctx.cost_usd === undefined ? undefined : formatCost(ctx.cost_usd));
-  add("Holding until", ctx.hold_until);
-  add("Error", ctx.error ? `\`\`\`${clip(ctx.error, 200)}\`\`\`` : undefined, false);
-  const ts = Math.floor(Date.parse(ctx.timestamp) / 1000);
-  const attachment = {
-    fallback: `${title}: ${messageFor(event, ctx)}`,
-    color: COLOURS[event] ?? NEUTRAL,
-    title: `${EMOJI[event]} ${title}`,
-    ...(fields.length ? { fields } : { text: messageFor(event, ctx) }),
-    footer: `Job: ${ctx.job_name} (${ctx.job_id})`,
-    ...(Number.isFinite(ts) ? { ts } : {}),
-  };
+  const n = describeEvent(event, ctx);
+  const at = Date.parse(ctx.timestamp);
+  const blocks: Array<Record<string, unknown>> = [
+    { type: "header", text: { type: "plain_text", text: clip(`${EMOJI[event]} ${n.title}`, HEADER_MAX), emoji: true } },
+    { type: "section", text: { type: "mrkdwn", text: `*${escape(n.headline)}*\n${escape(n.progress)}` } },
+  ];
+  if (n.next.length) {
+    const lines = n.next.map((x) => `${escape(x.label.charAt(0).toUpperCase() + x.label.slice(1))}: \`${escape(x.command)}\``);
+    blocks.push({ type: "section", text: { type: "mrkdwn", text: lines.join("\n") } });
+  }
+  const when = Number.isFinite(at) ? ` · ${formatTime(at)}` : "";
+  blocks.push({ type: "context", elements: [{ type: "mrkdwn", text: `Job \`${escape(ctx.job_id)}\`${when}${ctx.test ? " · test notification" : ""}` }] });
   return {
+    text: `${n.title}: ${n.text}`,
+    blocks,
     username: cfg.username,
     icon_emoji: cfg.icon_emoji,
     ...(cfg.channel ? { channel: cfg.channel } : {}),
-    attachments: [attachment],
   };
 }

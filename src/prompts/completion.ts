@@ -6,7 +6,7 @@
  * command gets a real to-do list, R11), passed file_modified entries name the file, and an
  * undescribed failure is named by its path or command.
  */
-import type { ValidationResult } from "../state/types.ts";
+import { STRUCTURED_OUTPUT, type ValidationResult } from "../state/types.ts";
 
 export interface CompletionPromptInput {
   batchNum: number;
@@ -17,6 +17,8 @@ export interface CompletionPromptInput {
   results: ValidationResult[];
   /** The batch's rendered prompt. */
   originalPrompt: string;
+  /** Sent into the session that did the earlier work (`--resume`): it knows the task, so the prompt does not repeat it. */
+  resumed?: boolean;
 }
 
 export const ORIGINAL_PROMPT_LIMIT = 3000;
@@ -28,7 +30,7 @@ export function completionPrompt(input: CompletionPromptInput): string {
     `## COMPLETION MODE - Batch ${input.batchNum}`,
     `Completion attempt ${input.attempt} of ${input.maxAttempts}.`,
     "",
-    "An earlier session already did part of this batch, but some checks still fail.",
+    input.resumed ? "You already did part of this batch in this session, but some checks still fail." : "An earlier session already did part of this batch, but some checks still fail.",
     "Finish only the incomplete items listed below; the rest is done and must stay as it is.",
     "",
     "### ALREADY COMPLETED (DO NOT REDO)",
@@ -45,11 +47,9 @@ export function completionPrompt(input: CompletionPromptInput): string {
     "3. Don't duplicate work or content that is already there.",
     "4. When you stop, every check listed above must pass.",
     "",
-    "### ORIGINAL TASK CONTEXT",
-    truncate(input.originalPrompt, ORIGINAL_PROMPT_LIMIT),
-    "",
+    ...(input.resumed ? [] : ["### ORIGINAL TASK CONTEXT", truncate(input.originalPrompt, ORIGINAL_PROMPT_LIMIT), ""]),
     "---",
-    "Continue from where the previous session stopped; do not start the batch over.",
+    input.resumed ? "Continue from where you stopped; do not start the batch over." : "Continue from where the previous session stopped; do not start the batch over.",
   ];
   return lines.join("\n").trim();
 }
@@ -66,6 +66,9 @@ function doneEntry(r: ValidationResult): string[] {
       return [`- [VERIFIED] ${name}`, `  File: ${r.target}`];
     case "command_succeeds":
       return [`- [PASSING] ${name}`, `  Command: ${r.target}`];
+    case "json_schema":
+    case "jsonpath":
+      return [`- [VERIFIED] ${name}`, `  ${r.target === STRUCTURED_OUTPUT ? "Checked: your structured answer" : `File: ${r.target}`}`];
     default:
       return [`- [DONE] ${name}`, `  Target: ${r.target}`];
   }
@@ -96,6 +99,16 @@ function todoEntry(r: ValidationResult): string[] {
         why,
         "  Action: fix the work so this command exits with status 0; run it yourself to confirm.",
       ];
+    case "json_schema":
+    case "jsonpath": {
+      const structured = r.target === STRUCTURED_OUTPUT;
+      return [
+        `- [${r.type === "json_schema" ? "SCHEMA NOT MATCHED" : "ASSERTION FAILED"}] ${name}`,
+        structured ? "  Checked: your structured answer (the JSON your final result returns)" : `  File: ${r.target}`,
+        why,
+        structured ? "  Action: give a final answer whose JSON fixes each path named above." : "  Action: fix the JSON in this file at each path named above; keep it valid JSON.",
+      ];
+    }
     default:
       return [`- [FAILED] ${name}`, `  Target: ${r.target}`, why];
   }

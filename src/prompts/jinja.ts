@@ -28,19 +28,37 @@ interface Loop {
 
 type Frame = { tag: "for"; loop: Loop } | { tag: "if"; sawElse: boolean };
 
-const TOKEN = /\{%(-?)([\s\S]*?)(-?)%\}|\{#[\s\S]*?#\}|\{\{([\s\S]*?)\}\}/g;
+type Position = { line: number; column: number };
 
-function lineCol(src: string, offset: number): { line: number; column: number } {
-  let line = 1;
-  let last = -1;
-  for (let i = 0; i < offset; i++) {
-    if (src.charCodeAt(i) === 10) {
-      line++;
-      last = i;
+/**
+ * Line and column of any offset: one pass over the text on first use, then a binary search per
+ * lookup, so a template with thousands of tags costs O(n + tags · log n), not O(n · tags).
+ */
+export function lineIndex(src: string): (offset: number) => Position {
+  let starts: number[] | undefined;
+  return (offset) => {
+    if (!starts) {
+      starts = [0];
+      for (let i = src.indexOf("\n"); i !== -1; i = src.indexOf("\n", i + 1)) starts.push(i + 1);
     }
-  }
-  return { line, column: offset - last };
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid]! <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo + 1, column: offset - starts[lo]! + 1 };
+  };
 }
+
+/**
+ * The rest of a `{{ … }}` tag after its opening braces. Quoted strings are skipped the way
+ * squirrelly reads them (no line breaks inside '…' or "…"), so `{{ "}}" }}` is one tag. Every
+ * alternative starts with a different character, so a failed match backtracks in linear time.
+ * Each translation uses its own copy, so no match state is shared between calls.
+ */
+const OUTPUT_REST = /(?:[^}'"`]|\}(?!\})|'(?:\\[\s\w"'\\`]|[^\n\r'\\])*'|"(?:\\[\s\w"'\\`]|[^\n\r"\\])*"|`(?:[^`\\]|\\[\s\S])*`)*\}\}/y;
 
 /** Replace Python-isms; string literals are set aside first so their text is never rewritten. */
 function translateExpr(expr: string, loops: Loop[], at: () => { line: number; column: number }, inOutput = false): string {
@@ -97,40 +115,92 @@ function checkFilters(expr: string, at: () => { line: number; column: number }):
   }
 }
 
+/** One run of a translated template: literal text, or a squirrelly tag and where it starts in the source. */
+export type Piece = { kind: "text"; text: string } | { kind: "tag"; tag: string; offset: number };
+
+export interface Translation {
+  pieces: Piece[];
+  /** Line and column (1-based) of an offset in the source. */
+  position: (offset: number) => Position;
+}
+
 /** Translate Jinja-subset tags to squirrelly; squirrelly-native tags pass through untouched. */
 export function translateJinja(src: string): string {
-  const out: string[] = [];
+  return translateJinjaPieces(src)
+    .pieces.map((p) => (p.kind === "text" ? p.text : p.tag))
+    .join("");
+}
+
+/**
+ * The translation as a list of text runs and tags, so the compiler can keep literal text away from
+ * squirrelly's parser. One left-to-right pass: each closing `%}`/`#}` is found with indexOf, and
+ * once one is missing it is missing for every later opener too, so nothing is searched twice.
+ */
+export function translateJinjaPieces(src: string): Translation {
+  const out: Piece[] = [];
   const stack: Frame[] = [];
   const loops = () => stack.flatMap((f) => (f.tag === "for" ? [f.loop] : []));
+  const position = lineIndex(src);
   let pos = 0;
   let trimNext = false;
   let loopCount = 0;
+  const unclosed = { "%": false, "#": false };
+  const opener = /\{[{%#]/g;
+  const outputRest = new RegExp(OUTPUT_REST); // a copy: its lastIndex is this call's own
 
-  const pushText = (text: string) => out.push(trimNext ? text.replace(/^\s+/, "") : text);
+  const pushText = (text: string) => out.push({ kind: "text", text: trimNext ? text.trimStart() : text });
+  const pushTag = (tag: string, offset: number) => out.push({ kind: "tag", tag, offset });
 
-  for (const m of src.matchAll(TOKEN)) {
+  for (let m = opener.exec(src); m; m = opener.exec(src)) {
     const start = m.index;
-    const at = () => lineCol(src, start);
-    const [whole, trimBefore, tagBody, trimAfter, expr] = m;
+    const kind = src[start + 1] as "{" | "%" | "#";
+    let end: number;
+    if (kind === "{") {
+      outputRest.lastIndex = start + 2;
+      if (!outputRest.test(src)) {
+        const p = position(start);
+        const why = src.includes("}}", start + 2) ? "a quote inside it is not closed" : 'it has no closing "}}"';
+        throw new TemplateSyntaxError(`cannot read the tag starting with "{{": ${why}`, p.line, p.column);
+      }
+      end = outputRest.lastIndex;
+    } else {
+      const close = unclosed[kind] ? -1 : src.indexOf(kind === "%" ? "%}" : "#}", start + 2);
+      if (close < 0) {
+        // Not a tag: the text is kept as it is, as Jinja-looking text always was.
+        unclosed[kind] = true;
+        opener.lastIndex = start + 1;
+        continue;
+      }
+      end = close + 2;
+    }
+    opener.lastIndex = end;
+    const at = () => position(start);
+    const whole = src.slice(start, end);
+    const inner = whole.slice(2, -2);
+    const trimBefore = kind === "%" && inner.startsWith("-");
+    const afterTrim = trimBefore ? inner.slice(1) : inner;
+    const trimAfter = kind === "%" && afterTrim.endsWith("-");
     let text = src.slice(pos, start);
-    if (trimBefore) text = text.replace(/\s+$/, "");
+    if (trimBefore) text = text.trimEnd();
     pushText(text);
     trimNext = false;
-    pos = start + whole.length;
+    pos = end;
 
-    if (whole.startsWith("{#")) continue;
-    if (expr !== undefined) {
+    if (kind === "#") continue;
+    if (kind === "{") {
+      const expr = inner;
       if (expr.trimStart().startsWith("@") || /^\s*[#/!]/.test(expr) || expr.trimEnd().endsWith("-")) {
-        out.push(whole); // squirrelly-native tag
+        pushTag(whole, start); // squirrelly-native tag
         continue;
       }
       checkFilters(expr, at);
-      out.push(`{{${translateExpr(expr, loops(), at, true)}}}`);
+      pushTag(`{{${translateExpr(expr, loops(), at, true)}}}`, start);
       continue;
     }
 
-    const body = (tagBody ?? "").trim();
-    const [keyword = "", ...restWords] = body.split(/\s+/);
+    const tagBody = trimAfter ? afterTrim.slice(0, -1) : afterTrim;
+    const body = tagBody.trim();
+    const keyword = body.split(/\s+/, 1)[0] ?? "";
     const rest = body.slice(keyword.length).trim();
     const p = at();
     switch (keyword) {
@@ -143,46 +213,45 @@ export function translateJinja(src: string): string {
           const items = /^(.+?)\.items\(\)$/.exec(iterable.trim());
           const source = translateExpr(items ? items[1]! : iterable, loops(), at);
           stack.push({ tag: "for", loop: { kind: "foreach", index, source: `Object.keys(${source})` } });
-          out.push(`{{@foreach(${source}) => ${a}, ${b}}}`);
+          pushTag(`{{@foreach(${source}) => ${a}, ${b}}}`, start);
         } else {
           const source = translateExpr(iterable, loops(), at);
           stack.push({ tag: "for", loop: { kind: "each", index, source } });
-          out.push(`{{@each(${source}) => ${a}, ${index}}}`);
+          pushTag(`{{@each(${source}) => ${a}, ${index}}}`, start);
         }
         break;
       }
       case "endfor": {
         const top = stack.pop();
         if (top?.tag !== "for") throw new TemplateSyntaxError("{% endfor %} without a matching {% for %}", p.line, p.column);
-        out.push(top.loop.kind === "each" ? "{{/each}}" : "{{/foreach}}");
+        pushTag(top.loop.kind === "each" ? "{{/each}}" : "{{/foreach}}", start);
         break;
       }
       case "if":
         if (!rest) throw new TemplateSyntaxError("{% if %} needs a condition", p.line, p.column);
         stack.push({ tag: "if", sawElse: false });
-        out.push(`{{@if(${translateExpr(rest, loops(), at)})}}`);
+        pushTag(`{{@if(${translateExpr(rest, loops(), at)})}}`, start);
         break;
       case "elif": {
         const top = stack[stack.length - 1];
         if (top?.tag !== "if" || top.sawElse) throw new TemplateSyntaxError("{% elif %} without a matching {% if %}", p.line, p.column);
-        out.push(`{{#elif(${translateExpr(rest, loops(), at)})}}`);
+        pushTag(`{{#elif(${translateExpr(rest, loops(), at)})}}`, start);
         break;
       }
       case "else": {
         const top = stack[stack.length - 1];
         if (top?.tag !== "if" || top.sawElse) throw new TemplateSyntaxError("{% else %} is only supported inside {% if %}", p.line, p.column);
         top.sawElse = true;
-        out.push("{{#else}}");
+        pushTag("{{#else}}", start);
         break;
       }
       case "endif": {
         const top = stack.pop();
         if (top?.tag !== "if") throw new TemplateSyntaxError("{% endif %} without a matching {% if %}", p.line, p.column);
-        out.push("{{/if}}");
+        pushTag("{{/if}}", start);
         break;
       }
       default:
-        void restWords;
         throw new TemplateSyntaxError(
           `the Jinja tag "{% ${keyword} %}" is not supported; supported tags: for, endfor, if, elif, else, endif`,
           p.line,
@@ -194,8 +263,8 @@ export function translateJinja(src: string): string {
   pushText(src.slice(pos));
   const open = stack[stack.length - 1];
   if (open) {
-    const { line, column } = lineCol(src, src.length);
+    const { line, column } = position(src.length);
     throw new TemplateSyntaxError(`{% ${open.tag} %} is never closed (missing {% end${open.tag} %})`, line, column);
   }
-  return out.join("");
+  return { pieces: out, position };
 }

@@ -139,6 +139,30 @@ describe(`the ${hostTarget()} binary`, () => {
     expect(status("slow")).toMatchObject({ status: "completed", progress: { completed: 3, total: 3 } });
   }, 60_000);
 
+  test("dashboard serves /, /docs and /openapi.json from the binary alone, and Ctrl+C stops it", async () => {
+    expect(run(["run", "quickstart.yaml", "-q"]).code).toBe(0);
+    const child = spawn(binary, ["dashboard", "--port", "0", "--json"], { cwd: box.path, env, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    const exited = new Promise<number | null>((res) => child.on("close", (code) => res(code)));
+    try {
+      for (let i = 0; i < 200 && !stdout.includes("\n"); i++) await Bun.sleep(50);
+      const { url } = JSON.parse(stdout) as { url: string };
+      const page = await fetch(`${url}/`);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain("app.js");
+      for (const path of ["/app.js", "/app.css", "/docs", "/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css"]) expect((await fetch(`${url}${path}`)).status, path).toBe(200);
+      const doc = (await (await fetch(`${url}/openapi.json`)).json()) as { openapi: string; paths: Record<string, unknown> };
+      expect(doc.openapi).toBe("3.1.0");
+      expect(doc.paths["/api/jobs/{id}/events"]).toBeDefined();
+      const jobs = (await (await fetch(`${url}/api/jobs`)).json()) as { jobs: Array<{ job_id: string; status: string }> };
+      expect(jobs.jobs).toEqual([expect.objectContaining({ job_id: "quickstart", status: "completed" })]);
+    } finally {
+      child.kill("SIGINT");
+    }
+    expect(await exited).toBe(0);
+  }, 60_000);
+
   test("a .env or bunfig.toml in the working directory changes nothing", () => {
     // Bun never lets .env override a variable that is already set, so the probe is MOZART_HOME
     // left unset: the real home is then derived from XDG_STATE_HOME, and a loaded .env would win.

@@ -5,17 +5,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { commandBackend, sandbox, type Kind, type Sandbox } from "./engine-helpers.ts";
-
-/** Small deterministic PRNG, so a failure can be replayed. */
-function mulberry32(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "../processes.ts";
 
 for (const kind of ["sqlite", "json"] as Kind[]) {
   describe(`crash consistency (${kind})`, () => {
@@ -39,6 +29,9 @@ for (const kind of ["sqlite", "json"] as Kind[]) {
         for (let k = 0; k < 20; k++) {
           // Alternate run and resume once the job exists (a kill may land before it is first saved).
           const p = box.start(k % 2 === 0 || checkpoints.length === 0 ? ["run", job] : ["resume", "crashy"]);
+          // The first kill waits for work under way, however long start-up takes on a loaded machine;
+          // later ones land anywhere, start-up and recovery included.
+          if (checkpoints.length === 0) for (let i = 0; i < 400 && box.lines("exec.log").length === 0; i++) await Bun.sleep(25);
           await Bun.sleep(150 + Math.floor(random() * 700));
           p.child.kill("SIGKILL");
           await p.done;

@@ -99,4 +99,21 @@ describe("mozart under Deno", () => {
     expect(r.code).toBe(0);
     expect(statusOf(dir)).toMatchObject({ status: "completed", progress: { completed: 3, total: 3 } });
   });
+
+  // Deno, like Node, throws on a write to a closed pipe, where Bun only sets the exit code.
+  for (const closed of ["stdout", "stderr"] as const) {
+    test(`a closed ${closed} (a reader or terminal gone) neither crashes nor stops a run`, async () => {
+      const dir = quickstart(`closed-${closed}`, (y) => y);
+      requireDeno();
+      const child = spawn(DENO, ["run", "-A", MAIN, "run", "quickstart.yaml", "-v"], { cwd: dir, env: envFor(dir), stdio: ["ignore", "pipe", "pipe"] });
+      let other = "";
+      (closed === "stdout" ? child.stderr : child.stdout).on("data", (d) => (other += d));
+      (closed === "stdout" ? child.stdout : child.stderr).destroy();
+      const code = await new Promise<number | null>((res) => child.on("close", (c) => res(c)));
+      expect(code).toBe(0);
+      if (closed === "stderr") expect(other).toContain("completed: 3/3 batches");
+      else expect(other).not.toContain("EPIPE");
+      expect(statusOf(dir).status).toBe("completed");
+    });
+  }
 });

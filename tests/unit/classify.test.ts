@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import type { ClaudeResultFacts, ExecutionResult, HttpFacts } from "../../src/backends/types.ts";
-import { classify, type Decision } from "../../src/engine/classify.ts";
+import { classify, limitOfText, limitOfType, type Decision } from "../../src/engine/classify.ts";
 
 const NOW = Date.UTC(2026, 7, 5, 10, 0); // Wednesday
 const WAIT = 60;
@@ -41,7 +41,7 @@ describe("claude-cli-observed.md outcomes", () => {
     ["write denied without skip flag (exit 0, permission_denials) is not an error by itself", claude({ result: "done", permission_denials: [{ tool_name: "Write", tool_use_id: "toolu_1", tool_input: { file_path: "/x/nope.txt" } }] }), { kind: "success" }],
     ["our timeout killed the group", run({ exit_code: null, signal: "SIGTERM", timed_out: true }), { kind: "retry", category: "timeout" }],
     ["killed by an outer `timeout 3` (exit 124, empty output)", run({ exit_code: 124 }), { kind: "retry", category: "timeout" }],
-    ["429 (API key rate limit) → hold", apiError(429, "API Error: Request rejected (429) · This request would exceed the rate limit for your organization (fake). Please try again later."), { kind: "hold", until: DEFAULT_UNTIL, source: "default_wait" }],
+    ["429 (API key rate limit) → a hold of seconds, not wait_minutes", apiError(429, "API Error: Request rejected (429) · This request would exceed the rate limit for your organization (fake). Please try again later."), { kind: "hold", until: NOW, source: "backoff" }],
     ["529 → retry overloaded", apiError(529, "API Error: 529 Overloaded. This is a server-side issue, usually temporary — try again in a moment. If it persists, check your inference gateway (127.0.0.1:8787)."), { kind: "retry", category: "overloaded" }],
     ["401 → fail_job auth", apiError(401, "Invalid API key · Fix external API key"), { kind: "fail_job", category: "auth" }],
     ["API_TIMEOUT_MS expired → retry timeout", apiError(null, "Request timed out"), { kind: "retry", category: "timeout" }],
@@ -55,7 +55,7 @@ describe("claude-cli-observed.md outcomes", () => {
     ],
     ["root refusal seen only on stderr", run({ exit_code: 1, stderr: "--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons\n" }), { kind: "fail_job", category: "config" }],
     ["text format: success prints the answer", textRun("fake-ok", 0), { kind: "success" }],
-    ["text format: 429 line on stdout", textRun("API Error: Request rejected (429) · This request would exceed the rate limit for your organization (fake). Please try again later."), { kind: "hold", source: "default_wait" }],
+    ["text format: 429 line on stdout", textRun("API Error: Request rejected (429) · This request would exceed the rate limit for your organization (fake). Please try again later."), { kind: "hold", source: "backoff" }],
     ["text format: 401 line on stdout", textRun("Invalid API key · Fix external API key"), { kind: "fail_job", category: "auth" }],
     ["text format: 529 line on stdout", textRun("API Error: 529 Overloaded. This is a server-side issue, usually temporary — try again in a moment."), { kind: "retry", category: "overloaded" }],
     ["stream-json without --verbose", run({ exit_code: 1, stderr: "Error: When using --print, --output-format=stream-json requires --verbose\n" }), { kind: "fail_job", category: "config" }],
@@ -92,7 +92,7 @@ describe("anchors §B5 messages", () => {
     ["usage limits inside a JSON error body", apiError(400, 'API Error: 400 {"type":"error","error":{"type":"invalid_request_error","message":"You have reached your specified API usage limits. You will regain access on 2026-04-01 at 00:00 UTC."}}'), { kind: "fail_job", category: "spend_cap" }],
     ["credit balance too low", apiError(400, "Credit balance is too low"), { kind: "fail_job", category: "spend_cap" }],
     ["server throttle (429 but not a quota) → retry", apiError(429, "API Error: Server is temporarily limiting requests (not your usage limit)"), { kind: "retry", category: "overloaded" }],
-    ["API-key/cloud 429", apiError(429, "API Error: Request rejected (429) · this may be a temporary capacity issue. If it persists, check https://status.claude.com."), { kind: "hold", source: "default_wait" }],
+    ["API-key/cloud 429", apiError(429, "API Error: Request rejected (429) · this may be a temporary capacity issue. If it persists, check https://status.claude.com."), { kind: "hold", source: "backoff" }],
     ["repeated 529", apiError(529, "API Error: Repeated 529 Overloaded errors. The API is at capacity — this is usually temporary…"), { kind: "retry", category: "overloaded" }],
     ["high load (no status)", apiError(null, "Opus is experiencing high load, please try again"), { kind: "retry", category: "overloaded" }],
     ["500", apiError(500, "API Error: 500 Internal server error. This is a server-side issue, usually temporary — try again in a moment."), { kind: "retry", category: "server" }],
@@ -118,14 +118,20 @@ describe("anthropic_api HTTP facts", () => {
   check([
     ["200", run({ http: { status: 200 }, text: "hi" }), { kind: "success" }],
     ["429 with retry-after → hold exactly that long", http({ status: 429, retry_after_ms: 2000, error_type: "rate_limit_error" }, "Anthropic API error 429 rate_limit_error\nThis request would exceed the rate limit"), { kind: "hold", until: NOW + 2000, source: "retry_after" }],
-    ["429 without retry-after → default wait", http({ status: 429, error_type: "rate_limit_error" }), { kind: "hold", until: DEFAULT_UNTIL, source: "default_wait" }],
+    ["429 without retry-after or reset headers → a hold of seconds (backoff), not wait_minutes", http({ status: 429, error_type: "rate_limit_error" }), { kind: "hold", until: NOW, source: "backoff" }],
+    ["429 with an anthropic-ratelimit-*-reset time → hold until it", http({ status: 429, error_type: "rate_limit_error", rate_limit_reset_at: NOW + 42_000 }), { kind: "hold", until: NOW + 42_000, source: "reset_time" }],
+    ["401 with the key's variable → the message names it", http({ status: 401, error_type: "authentication_error", key_env: "MY_KEY" }, "Anthropic API error 401 authentication_error\ninvalid x-api-key"), { kind: "fail_job", category: "auth", reason: expect.stringContaining("the key in MY_KEY") }],
+    ["a cut-off answer (stop_reason max_tokens) → retry truncated", run({ exit_code: 1, http: { status: 200, stop_reason: "max_tokens" }, stderr: "the answer was cut off at max_tokens (100)" }), { kind: "retry", category: "truncated" }],
+    ["an expired Message Batch request → retry", run({ exit_code: 1, http: { error_type: "expired" }, stderr: "request b1-a1 expired" }), { kind: "retry", category: "expired" }],
+    ["a fail_batch fact (over the batch's budget) → fail the batch", run({ exit_code: 1, fail_batch: { category: "budget", reason: "the prompt alone would cost more" } }), { kind: "fail_batch", category: "budget" }],
     ["spend-limit 429 (error_code) → fail, never hold", http({ status: 429, error_type: "rate_limit_error", error_code: "enforced_spend_limit_reached" }, "Anthropic API error 429\nYou have reached your specified workspace spend limit."), { kind: "fail_job", category: "spend_cap" }],
     ["401 authentication_error", http({ status: 401, error_type: "authentication_error" }, "Anthropic API error 401 authentication_error\ninvalid x-api-key"), { kind: "fail_job", category: "auth" }],
     ["403 permission_error", http({ status: 403, error_type: "permission_error" }), { kind: "fail_job", category: "auth" }],
     ["402 billing_error", http({ status: 402, error_type: "billing_error" }), { kind: "fail_job", category: "spend_cap" }],
     ["400 credit balance", http({ status: 400, error_type: "invalid_request_error" }, "Anthropic API error 400 invalid_request_error\nYour credit balance is too low to access the Anthropic API."), { kind: "fail_job", category: "spend_cap" }],
     ["400 prompt too long", http({ status: 400, error_type: "invalid_request_error" }, "Anthropic API error 400 invalid_request_error\nprompt is too long: 250000 tokens > 200000 maximum"), { kind: "fail_job", category: "prompt" }],
-    ["400 other → plain retry", http({ status: 400, error_type: "invalid_request_error" }, "Anthropic API error 400 invalid_request_error\nmessages: text content blocks must be non-empty"), { kind: "retry", category: "transient" }],
+    ["400 other → the batch fails with the API's message", http({ status: 400, error_type: "invalid_request_error" }, "Anthropic API error 400 invalid_request_error\nmessages: text content blocks must be non-empty"), { kind: "fail_batch", category: "request" }],
+    ["400 workspace spend limit → fail the job, saying so", http({ status: 400, error_type: "invalid_request_error" }, "Anthropic API error 400 invalid_request_error\nYou have reached your specified workspace spend limit."), { kind: "fail_job", category: "spend_cap", reason: expect.stringContaining("spend limit") }],
     ["404 model → config", http({ status: 404, error_type: "not_found_error" }, "Anthropic API error 404 not_found_error\nmodel: claude-nope"), { kind: "fail_job", category: "config" }],
     ["413 → prompt", http({ status: 413, error_type: "request_too_large" }), { kind: "fail_job", category: "prompt" }],
     ["529 with retry-after-ms → retry no sooner", http({ status: 529, error_type: "overloaded_error", retry_after_ms: 300 }, "Anthropic API error 529 overloaded_error\nOverloaded"), { kind: "retry", category: "overloaded", min_delay_ms: 300 }],
@@ -168,7 +174,7 @@ describe("rate_limit.detection_patterns add to the built-ins", () => {
 
 test("a reset time already in the past holds until now, not earlier", () => {
   const d = classify(apiError(429, `Claude AI usage limit reached|${NOW / 1000 - 60}`), { now: NOW, waitMinutes: WAIT, extraPatterns: [] });
-  expect(d).toEqual({ kind: "hold", until: NOW, reason: expect.any(String), source: "reset_time" });
+  expect(d).toEqual({ kind: "hold", until: NOW, reason: expect.any(String), source: "reset_time", limit: "session" });
 });
 
 test("reasons and hints name what happened and what to do", () => {
@@ -178,4 +184,34 @@ test("reasons and hints name what happened and what to do", () => {
   expect(d.hint).toContain("/login");
   const spend = classify(apiError(429, "You've hit your monthly spend limit"), { now: NOW, waitMinutes: WAIT, extraPatterns: [] });
   expect(spend.kind === "fail_job" && spend.hint).toContain("mozart resume");
+});
+
+describe("limit kinds", () => {
+  test.each([
+    ["You've hit your session limit · resets 3:45pm", { limit: "session" }],
+    ["You've hit your limit · resets 1pm (Europe/Lisbon)", { limit: "session" }],
+    ["5-hour limit reached ∙ resets 2am", { limit: "session" }],
+    ["You've hit your weekly limit · resets Mon 12:00am", { limit: "weekly" }],
+    ["You've hit your Opus limit · resets 3:45pm", { limit: "model", model: "Opus" }],
+    ["You've reached your Fable limit.", { limit: "model", model: "Fable" }],
+  ])("%s", (line, kind) => {
+    expect(limitOfText(line)).toEqual(kind as ReturnType<typeof limitOfText>);
+  });
+  test("rateLimitType", () => {
+    expect(limitOfType("five_hour")).toEqual({ limit: "session" });
+    expect(limitOfType("seven_day")).toEqual({ limit: "weekly" });
+    expect(limitOfType("seven_day_opus")).toEqual({ limit: "model", model: "opus" });
+  });
+  const OPTS = { now: NOW, waitMinutes: WAIT, extraPatterns: [], timeZone: "UTC" };
+  test("each kind has its own decision and message", () => {
+    const api = classify(apiError(429, "API Error: Request rejected (429) · this may be a temporary capacity issue."), OPTS);
+    expect(api).toMatchObject({ kind: "hold", source: "backoff", limit: "api_rate" });
+    expect((api as { reason: string }).reason).toStartWith("API rate limit: ");
+    const weekly = classify(apiError(429, "You've hit your weekly limit · resets Mon 12:00am"), OPTS);
+    expect(weekly).toMatchObject({ kind: "hold", source: "reset_time", limit: "weekly" });
+    expect((weekly as { reason: string }).reason).toContain("weekly limit");
+    const model = classify(apiError(429, "You've hit your Opus limit · resets 3:45pm"), OPTS);
+    expect(model).toMatchObject({ kind: "hold", limit: "model", model: "Opus" });
+    expect(classify(apiError(429, "You've hit your monthly spend limit"), OPTS)).toMatchObject({ kind: "fail_job", category: "spend_cap" });
+  });
 });

@@ -103,3 +103,29 @@ describe("completionPrompt", () => {
     expect(cut).toContain(`truncated: ${ORIGINAL_PROMPT_LIMIT - 1} of`);
   });
 });
+
+describe("completionPrompt: JSON rules", () => {
+  const json: ValidationResult[] = [
+    r("json_schema", "/ws/out/a.json", true, "A follows the schema"),
+    r("jsonpath", "structured output", true, "", "holds: $.ok == true"),
+    r("json_schema", "structured output", false, "The answer follows the schema", "does not match the JSON Schema: $.items[1].score: must be number"),
+    r("jsonpath", "/ws/out/b.json", false, "B has ten items", "assertion failed: $.items.length is 7, expected == 10"),
+  ];
+  const text = completionPrompt({ batchNum: 3, attempt: 2, maxAttempts: 3, results: json, originalPrompt: "x", resumed: true });
+
+  test("passed rules are verified, naming the file or the structured answer", () => {
+    const done = section(text, "### ALREADY COMPLETED (DO NOT REDO)");
+    expect(done).toContain("- [VERIFIED] A follows the schema\n  File: /ws/out/a.json");
+    expect(done).toContain("- [VERIFIED] structured output\n  Checked: your structured answer");
+  });
+
+  test("failed rules carry the failing paths and say what to fix where", () => {
+    const todo = section(text, "### INCOMPLETE ITEMS (FOCUS HERE)");
+    expect(todo).toContain("- [SCHEMA NOT MATCHED] The answer follows the schema");
+    expect(todo).toContain("Check result: does not match the JSON Schema: $.items[1].score: must be number");
+    expect(todo).toContain("give a final answer whose JSON fixes each path named above");
+    expect(todo).toContain("- [ASSERTION FAILED] B has ten items\n  File: /ws/out/b.json");
+    expect(todo).toContain("$.items.length is 7, expected == 10");
+    expect(todo).toContain("fix the JSON in this file at each path named above");
+  });
+});

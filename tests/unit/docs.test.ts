@@ -3,6 +3,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { configurationMarkdown } from "../../src/config/docs.ts";
 import { jobJsonSchema } from "../../src/config/schema.ts";
+import { withWebhookFields } from "../../src/notify/docs.ts";
+import { webhookJsonSchema } from "../../src/notify/payload.ts";
 import { ROOT } from "../helpers.ts";
 
 describe("generated docs match the schema", () => {
@@ -11,6 +13,14 @@ describe("generated docs match the schema", () => {
   });
   test("docs/job.schema.json is current (run `bun run docs:config`)", () => {
     expect(JSON.parse(readFileSync(join(ROOT, "docs", "job.schema.json"), "utf8"))).toEqual(jobJsonSchema());
+  });
+  test("docs/webhook.schema.json is current (run `bun run docs:config`)", () => {
+    expect(JSON.parse(readFileSync(join(ROOT, "docs", "webhook.schema.json"), "utf8"))).toEqual(webhookJsonSchema());
+  });
+  test("the field table of docs/webhook.md is current (run `bun run docs:config`)", () => {
+    const md = readFileSync(join(ROOT, "docs", "webhook.md"), "utf8");
+    expect(md).toBe(withWebhookFields(md));
+    for (const field of ["schema_version", "occurred_at", "progress.completed", "hold.until", "next_commands"]) expect(md).toContain(`| \`${field}\` |`);
   });
   test("every schema key is documented with its default", () => {
     const md = configurationMarkdown();

@@ -57,6 +57,8 @@ describe("parseResetTime: past times and time zones", () => {
   });
   test("epoch in milliseconds is accepted too", () => {
     expect(parseResetTime("usage limit reached|1750708800123", NOW)).toBe(1750708800123);
+    // Eleven or twelve digits are still seconds (far future: the hold cap takes care of them).
+    expect(parseResetTime("usage limit reached|10000000000", NOW)).toBe(10_000_000_000_000);
   });
 });
 

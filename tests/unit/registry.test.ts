@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { findJob, listRegistered, mozartHome, registerJob, unregisterJob, type RegistryEntry } from "../../src/state/registry.ts";
+import { findJob, listRegistered, mozartHome, readRegistry, registerJob, registryCache, unregisterJob, type RegistryEntry } from "../../src/state/registry.ts";
 
 describe("mozartHome", () => {
   test("MOZART_HOME wins on every platform", () => {
@@ -91,6 +91,27 @@ describe("registry", () => {
     expect(await unregisterJob(home, "a")).toBe(false);
     expect(await findJob(home, "a")).toBeNull();
     expect((await listRegistered(home)).map((e) => e.job_id)).toEqual(["b"]);
+  });
+
+  test("a cached read sees every registration, change and removal, also while the folder looks settled", async () => {
+    const cache = registryCache();
+    const ids = async () => (await readRegistry(home, cache)).entries.map((e) => `${e.job_id}:${e.snapshot?.completed ?? "-"}`).sort();
+    // The folder's mtime is set back each time, so the cache trusts it and must notice the next write by itself.
+    const settle = () => utimes(join(home, "jobs"), new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+    await registerJob(home, entry("a"));
+    await settle();
+    expect(await ids()).toEqual(["a:-"]);
+    await registerJob(home, entry("b"));
+    expect(await ids()).toEqual(["a:-", "b:-"]);
+    await settle();
+    expect(await ids()).toEqual(["a:-", "b:-"]);
+    await registerJob(home, entry("a", { snapshot: { status: "running", completed: 3, total: 9, cost_usd: 0 } }));
+    expect(await ids()).toEqual(["a:3", "b:-"]);
+    await settle();
+    await unregisterJob(home, "b");
+    expect(await ids()).toEqual(["a:3"]);
+    await writeFile(join(home, "jobs", "bad.json"), "{");
+    expect((await readRegistry(home, cache)).unreadable.map((u) => u.file)).toEqual([join(home, "jobs", "bad.json")]);
   });
 
   test("writes leave no temp files behind", async () => {

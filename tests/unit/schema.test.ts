@@ -19,14 +19,24 @@ describe("schema defaults", () => {
     expect(c.backend).toMatchObject({
       type: "claude_cli",
       skip_permissions: false,
-      output_format: "json",
+      output_format: "stream-json",
       timeout_seconds: 1800,
-      api_key_env: "ANTHROPIC_API_KEY",
-      max_tokens: 8192,
-      temperature: 0.7,
       env: {},
       extra_args: [],
     });
+    // The API keys belong to the API backends: a claude_cli backend has none of their defaults.
+    expect(c.backend).not.toHaveProperty("max_tokens");
+  });
+  test("each backend type has its own keys and defaults", () => {
+    const api = JobSchema.parse({ ...minimal, backend: { type: "anthropic_api" } }).backend;
+    expect(api).toMatchObject({ type: "anthropic_api", model: "claude-sonnet-4-20250514", api_key_env: "ANTHROPIC_API_KEY", max_tokens: 8192, temperature: 0.7, output_path: "{workspace}/batch{batch_num}-output.md", cache: true, cache_ttl: "5m", continue_on_max_tokens: false, timeout_seconds: 1800 });
+    const batch = JobSchema.parse({ ...minimal, backend: { type: "anthropic_batch" } }).backend;
+    expect(batch).toMatchObject({ type: "anthropic_batch", cache_ttl: "1h", requests_per_batch: 10_000, timeout_seconds: 90_000 });
+    expect(JobSchema.safeParse({ ...minimal, backend: { type: "anthropic_api", base_url: "http://127.0.0.1:4000" } }).success).toBe(true);
+    expect(JobSchema.safeParse({ ...minimal, backend: { type: "claude_cli", base_url: "http://127.0.0.1:4000" } }).success).toBe(false);
+    expect(JobSchema.safeParse({ ...minimal, backend: { type: "command", command: "true", model: "x" } }).success).toBe(false);
+    expect(JobSchema.safeParse({ ...minimal, backend: { type: "anthropic_batch", requests_per_batch: 100_001 } }).success).toBe(false);
+    expect(JobSchema.parse({ ...minimal, budget: { max_cost_usd: 5 } }).budget).toEqual({ max_cost_usd: 5 });
   });
   test("retry: max_retries means retries", () => {
     expect(c.retry).toEqual({
@@ -37,11 +47,12 @@ describe("schema defaults", () => {
       jitter: true,
       max_completion_attempts: 3,
       completion_delay_seconds: 5,
+      continue_session: true,
       completion_threshold_percent: 50,
     });
   });
   test("rate limits: patterns default empty (they add to the built-ins)", () => {
-    expect(c.rate_limit).toEqual({ wait_minutes: 60, max_waits: 24, detection_patterns: [] });
+    expect(c.rate_limit).toEqual({ wait_minutes: 60, max_waits: 24, admission_threshold: 0.9, detection_patterns: [] });
   });
   test("notification defaults per channel", () => {
     const n = JobSchema.parse({ ...minimal, notifications: [{ type: "slack" }, { type: "desktop" }] }).notifications;

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { translateJinja, TemplateSyntaxError } from "../../src/prompts/jinja.ts";
+import * as Sqrl from "squirrelly";
+import { lineIndex, translateJinja, TemplateSyntaxError } from "../../src/prompts/jinja.ts";
 import { compileTemplate, expandPlaceholders, PlaceholderError, TemplateRenderError } from "../../src/prompts/render.ts";
 
 const render = (src: string, vars: Record<string, unknown>) => compileTemplate(src).render(vars, "batch 1");
@@ -68,6 +69,106 @@ describe("Jinja subset translation", () => {
     expect(() => translateJinja("{% else %}")).toThrow("only supported inside {% if %}");
     expect(() => translateJinja("{{ loop.index }}")).toThrow("outside a {% for %} loop");
     expect(() => translateJinja("{% if x is defined %}{% endif %}")).toThrow("not supported");
+  });
+});
+
+describe("literal text never reaches squirrelly's parser", () => {
+  const vars = { x: "X", xs: [1, 2], batch_num: 1 };
+  /** What squirrelly renders when it parses the whole translated text itself (the way compileTemplate used to). */
+  const wholeText = (src: string) => (Sqrl.compile(translateJinja(src), { useWith: true, autoEscape: false, autoTrim: false }) as (d: object, c: unknown) => string)(vars, Sqrl.getConfig({ useWith: true, autoEscape: false, autoTrim: false }));
+
+  test("squirrelly's own whitespace control still trims the adjacent text exactly as squirrelly does", () => {
+    const cases: Array<[string, string]> = [
+      ["a\n\n{{- x }}b", "a\nXb"], // {{- drops one line break before the tag
+      ["a \n\t {{_ x }}b", "aXb"], // {{_ drops all whitespace before it
+      ["{{ x -}}\n\nb", "X\nb"], // -}} drops one line break after it
+      ["{{ x _}} \n\t b", "Xb"], // _}} drops all whitespace after it
+      ["a\n{{- x -}}\nb", "aXb"],
+      ["<{{@each(xs) => v -}}\n  {{ v }}\n{{- /each}}>", "<  1  2>"],
+      ["{{@if(batch_num === 1) -}}\n yes\n{{- #else -}}\n no\n{{- /if}}", " yes"],
+      ["a  {{- x }}", "a  X"], // "-" removes a line break only, not spaces
+      ["a\r\n{{- x }}", "aX"],
+      ["{{ x -}}\r\nb", "X\nb"], // squirrelly's own quirk: after a tag, "-" takes just the \r of \r\n
+      ["{{ x -}}{# gone #}\nb", "Xb"], // a comment between a tag and its text doesn't stop the trim
+      ["{{ x -}}{{ x }}\nb", "XX\nb"], // the trim reaches only the text right after the tag
+    ];
+    for (const [src, want] of cases) {
+      expect(render(src, vars)).toBe(want);
+      expect(wholeText(src)).toBe(want);
+    }
+  });
+
+  test("line breaks in text become \\n, as squirrelly always rendered them", () => {
+    expect(render("a\r\nb{{ x }}\rc\r\n", vars)).toBe("a\nbX\nc\n");
+  });
+
+  test("text that looks like squirrelly syntax is only text", () => {
+    const src = "it's \"q\" \\ {{ x }} ${x} `t` /* c */ => | ( ) %} #} }} {";
+    expect(render(src, vars)).toBe("it's \"q\" \\ X ${x} `t` /* c */ => | ( ) %} #} }} {");
+  });
+
+  test("a brace right before a tag stays a brace", () => {
+    // squirrelly used to read "{" + "{{@if…" as "{{" + "{@if…" and fail.
+    expect(render("{ {%- if x %}y{% endif %}", vars)).toBe("{y");
+    expect(render("a{\n{%- for v in xs %}{{ v }}{% endfor %}", vars)).toBe("a{12");
+  });
+
+  test("}} inside a quoted string stays inside its tag", () => {
+    expect(render("{{ '}}' }}|{{ \"{{\" }}|{{ `}}` }}", vars)).toBe("}}|{{|}}");
+  });
+
+  test("an unclosed {{ is an error naming its line and column", () => {
+    for (const [src, why] of [
+      ["ok\n  {{ x", 'no closing "}}"'],
+      ["ok\n  {{ it's }}", "quote inside it is not closed"],
+    ] as const) {
+      try {
+        compileTemplate(src);
+        throw new Error("should have thrown");
+      } catch (e) {
+        expect(e).toBeInstanceOf(TemplateSyntaxError);
+        expect((e as TemplateSyntaxError).message).toContain(why);
+        expect([(e as TemplateSyntaxError).line, (e as TemplateSyntaxError).column]).toEqual([2, 3]);
+      }
+    }
+  });
+
+  test("squirrelly's parse errors point at the template line of the tag", () => {
+    try {
+      compileTemplate("one\ntwo\n  {{@each(xs) => v}}{{ v }}{{/if}}\n");
+      throw new Error("should have thrown");
+    } catch (e) {
+      expect(e).toBeInstanceOf(TemplateSyntaxError);
+      expect((e as Error).message).toContain("Helper start and end don't match");
+      expect([(e as TemplateSyntaxError).line, (e as TemplateSyntaxError).column]).toEqual([3, 28]);
+    }
+  });
+
+  test("an undefined variable is reported on the line of the tag that uses it", () => {
+    try {
+      compileTemplate("topic here\nand here\n{% if x %}{{ topic }}{% endif %}\n").render({ x: true }, "batch 2");
+      throw new Error("should have thrown");
+    } catch (e) {
+      expect((e as TemplateRenderError).message).toBe('undefined variable "topic" in batch 2');
+      expect((e as TemplateRenderError).line).toBe(3);
+    }
+  });
+
+  test("compiling is linear: a tag at the top of 2 MB of text", () => {
+    const src = `{{ x }}\n${"text line with it's quotes\n".repeat(80_000)}`;
+    const start = performance.now();
+    const out = render(src, vars);
+    expect(performance.now() - start).toBeLessThan(5000);
+    expect(out).toBe(`X\n${"text line with it's quotes\n".repeat(80_000)}`);
+  });
+
+  test("line and column lookups match a plain count", () => {
+    const src = "ab\n\ncd\nefg\n";
+    const at = lineIndex(src);
+    for (let offset = 0; offset <= src.length; offset++) {
+      const before = src.slice(0, offset).split("\n");
+      expect(at(offset)).toEqual({ line: before.length, column: before[before.length - 1]!.length + 1 });
+    }
   });
 });
 

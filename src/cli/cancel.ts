@@ -1,0 +1,3 @@
+import { controlCommand } from "./control-command.ts";
+
+export default controlCommand("cancel");
