@@ -23,20 +23,13 @@ import type { StoredEvent } from "../../src/state/events.ts";
 import type { StateStore } from "../../src/state/types.ts";
 import { failed, scriptedBackend, type ScriptedBackend, type ScriptStep } from "../fixtures/fake-backend.ts";
 import { createFakeClock, until, type FakeClock } from "../fixtures/fake-clock.ts";
-import { tempDir } from "../helpers.ts";
+import { merge, tempDir, type Plain } from "../helpers.ts";
 
 const HOUR = 3_600_000;
 const JOB = "inproc";
 
 type Kind = "sqlite" | "json";
-type Plain = Record<string, unknown>;
 
-const isPlain = (v: unknown): v is Plain => typeof v === "object" && v !== null && !Array.isArray(v);
-function merge(a: Plain, b: Plain): Plain {
-  const out: Plain = { ...a };
-  for (const [k, v] of Object.entries(b)) out[k] = isPlain(v) && isPlain(out[k]) ? merge(out[k] as Plain, v) : v;
-  return out;
-}
 
 const BASE: Plain = {
   name: JOB,

@@ -4,23 +4,13 @@
  * under the fleet, and a worker stopped with SIGTERM. Nothing is lost, no completed batch runs
  * again, and a batch is recorded completed exactly once, whatever ran twice.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { mulberry32 } from "../processes.ts";
-import { startCluster, type Cluster } from "../pg-cluster.ts";
-import { expectExactlyOnce, fleet, waitFor, type Fleet } from "./fleet-helpers.ts";
+import { expectExactlyOnce, fleet, fleetSuite, waitFor } from "./fleet-helpers.ts";
 import type { Started } from "./xproc-helpers.ts";
 
-let cluster: Cluster;
-const fleets: Fleet[] = [];
-const track = (f: Fleet) => (fleets.push(f), f);
-
-beforeAll(async () => {
-  cluster = await startCluster();
-}, 60_000);
-afterAll(() => cluster?.stop());
-afterEach(async () => {
-  for (const f of fleets.splice(0)) await f.cleanup();
-});
+const pg = fleetSuite();
+const { track } = pg;
 
 describe("worker fleet under failure", () => {
   test("kill -9 a random worker 10 times and start a new one each time: nothing lost, nothing completed runs again, leases taken over within TTL + 2 s", async () => {
@@ -28,7 +18,7 @@ describe("worker fleet under failure", () => {
     const random = mulberry32(seed);
     const ttl = 3;
     // Batches long enough that a killed worker almost always dies with a recorded start (starts are written within 250 ms).
-    const f = track(await fleet(cluster, { batches: 150, concurrency: 2, sleep: 0.8, ttlSeconds: ttl }));
+    const f = track(await fleet(pg.cluster, { batches: 150, concurrency: 2, sleep: 0.8, ttlSeconds: ttl }));
     await f.submit();
     let next = 1;
     const live: Started[] = [1, 2, 3, 4].map(() => f.worker(next++));
@@ -77,7 +67,7 @@ describe("worker fleet under failure", () => {
   test("a worker frozen past its lease: its late completion is refused by the fencing token, and the batch is recorded once", async () => {
     const ttl = 2;
     const f = track(
-      await fleet(cluster, {
+      await fleet(pg.cluster, {
         batches: 12,
         concurrency: 1,
         ttlSeconds: ttl,
@@ -122,23 +112,23 @@ echo "done $MOZART_BATCH_NUM $(date +%s%3N)" >> "$RUNS_LOG"
   }, 120_000);
 
   test("Postgres restarts mid-run: workers reconnect with backoff and say so; no batch lost or recorded twice", async () => {
-    const f = track(await fleet(cluster, { batches: 80, concurrency: 2, sleep: 0.2, ttlSeconds: 10 }));
+    const f = track(await fleet(pg.cluster, { batches: 80, concurrency: 2, sleep: 0.2, ttlSeconds: 10 }));
     await f.submit();
     const workers = [1, 2, 3].map((i) => f.worker(i));
     await waitFor("work under way", async () => (await f.completed()) >= 10, 60_000, 100);
-    await cluster.restart({ downMs: 1500 });
+    await pg.cluster.restart({ downMs: 1500 });
     const results = await Promise.all(workers.map((w) => w.done));
     for (const r of results) expect(r.code).toBe(0);
     await expectExactlyOnce(f, 80);
     const logs = results.map((r) => r.stderr).join("\n");
     expect(logs).toMatch(/lost the connection to postgres:\/\/127\.0\.0\.1:\d+\/\w+ \(.+\); reconnecting with backoff/);
     expect(logs).toMatch(/reconnected to postgres:\/\/127\.0\.0\.1:\d+\/\w+ after \d+\.\ds/);
-    expect(logs).not.toContain(cluster.password);
+    expect(logs).not.toContain(pg.cluster.password);
     expect(new Set(f.runs().filter((r) => r.kind === "done").map((r) => r.n)).size).toBe(80);
   }, 180_000);
 
   test("SIGTERM: a worker finishes its running batches, hands nothing half-done to the state, and exits 0; the job stays queued", async () => {
-    const f = track(await fleet(cluster, { batches: 40, concurrency: 2, sleep: 0.6 }));
+    const f = track(await fleet(pg.cluster, { batches: 40, concurrency: 2, sleep: 0.6 }));
     await f.submit();
     const w = f.worker(1, ["--grace-seconds", "10"]);
     await waitFor("two batches running", () => f.runs().filter((r) => r.kind === "start").length >= 2, 30_000, 20);

@@ -4,13 +4,37 @@
  * Every batch's script appends `start <n> <pid> <ms>` and `done <n> <ms>` lines to runs.log, so a
  * test sees what really ran, beside what the state says was recorded.
  */
+import { afterAll, afterEach, beforeAll } from "bun:test";
 import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { StoredEvent } from "../../src/state/events.ts";
 import { openStore } from "../../src/state/store.ts";
 import type { StateStore } from "../../src/state/types.ts";
-import type { Cluster } from "../pg-cluster.ts";
+import { startCluster, type Cluster } from "../pg-cluster.ts";
 import { waitFor, xsandbox, type Started, type XSandbox } from "./xproc-helpers.ts";
+
+/**
+ * The file's throw-away cluster, started before its tests and stopped after them, and every fleet a
+ * test tracks cleaned up after that test, even when it fails.
+ */
+export function fleetSuite(): { readonly cluster: Cluster; track: (f: Fleet) => Fleet } {
+  let cluster: Cluster | undefined;
+  const fleets: Fleet[] = [];
+  beforeAll(async () => {
+    cluster = await startCluster();
+  }, 60_000);
+  afterAll(() => cluster?.stop());
+  afterEach(async () => {
+    for (const f of fleets.splice(0)) await f.cleanup();
+  });
+  return {
+    get cluster() {
+      if (!cluster) throw new Error("the Postgres cluster is not started (fleetSuite() must be called at the top of the test file)");
+      return cluster;
+    },
+    track: (f) => (fleets.push(f), f),
+  };
+}
 
 export interface Fleet {
   box: XSandbox;

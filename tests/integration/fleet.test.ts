@@ -7,30 +7,21 @@
  * a missing or wrong URL is one clear error and the URL's password never reaches the state, the
  * logs, the registry or --json output.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { testEnv, MAIN } from "../helpers.ts";
-import { freePort, startCluster, type Cluster } from "../pg-cluster.ts";
-import { expectExactlyOnce, fleet, waitFor, type Fleet } from "./fleet-helpers.ts";
+import { freePort } from "../pg-cluster.ts";
+import { expectExactlyOnce, fleet, fleetSuite, waitFor } from "./fleet-helpers.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "../../src/state/drivers/postgres-schema.ts";
 
-let cluster: Cluster;
-const fleets: Fleet[] = [];
-const track = (f: Fleet) => (fleets.push(f), f);
-
-beforeAll(async () => {
-  cluster = await startCluster();
-}, 60_000);
-afterAll(() => cluster?.stop());
-afterEach(async () => {
-  for (const f of fleets.splice(0)) await f.cleanup();
-});
+const pg = fleetSuite();
+const { track } = pg;
 
 describe("worker fleet on Postgres", () => {
   test("four workers, concurrency 2 each, drain a 200-batch job exactly once; a dashboard in a fifth process shows all four runners", async () => {
-    const f = track(await fleet(cluster, { batches: 200, concurrency: 2, sleep: 0.15 }));
+    const f = track(await fleet(pg.cluster, { batches: 200, concurrency: 2, sleep: 0.15 }));
     await f.submit();
     expect((await f.withStore((s) => s.getJob("fleet")))?.status).toBe("pending");
 
@@ -58,7 +49,7 @@ describe("worker fleet on Postgres", () => {
       const listed = await api("/api/jobs");
       expect(((listed.body?.jobs ?? []) as Array<{ job_id: string; status: string }>).find((j) => j.job_id === "fleet")?.status).toBe("completed");
       // The dashboard reads the database through the pool it keeps: listing and a job's status open no connection each time.
-      const sessions = async () => Number((await cluster.sql("postgres", "SELECT sessions FROM pg_stat_database WHERE datname = $1", [f.db])).rows[0].sessions);
+      const sessions = async () => Number((await pg.cluster.sql("postgres", "SELECT sessions FROM pg_stat_database WHERE datname = $1", [f.db])).rows[0].sessions);
       const before = await sessions();
       for (let i = 0; i < 6; i++) {
         expect((await api("/api/jobs")).status).toBe(200);
@@ -98,7 +89,7 @@ describe("worker fleet on Postgres", () => {
   test("a rate limit on one worker holds all four: no attempt starts inside the hold", async () => {
     const mark = "limited-once";
     const f = track(
-      await fleet(cluster, {
+      await fleet(pg.cluster, {
         batches: 60,
         concurrency: 2,
         config: { rate_limit: { wait_minutes: 0.06, detection_patterns: ["SIMULATED RATE LIMIT"] } },
@@ -133,7 +124,7 @@ echo "done $MOZART_BATCH_NUM $(date +%s%3N)" >> "$RUNS_LOG"
 
   test("pause from another process pauses every worker; resume --submit restarts them", async () => {
     // Batches of 0.4 s: after the resume, at least 3 s of work is left, so every worker (polling each second) gets some.
-    const f = track(await fleet(cluster, { batches: 80, concurrency: 2, sleep: 0.4 }));
+    const f = track(await fleet(pg.cluster, { batches: 80, concurrency: 2, sleep: 0.4 }));
     await f.submit();
     const workers = [1, 2, 3, 4].map((i) => f.worker(i));
     await waitFor("some batches to complete", async () => (await f.completed()) >= 8, 60_000, 100);
@@ -163,32 +154,32 @@ echo "done $MOZART_BATCH_NUM $(date +%s%3N)" >> "$RUNS_LOG"
   }, 180_000);
 
   test("db migrate from many machines at once applies each migration once; db status shows it; a read-only reader creates nothing", async () => {
-    const f = track(await fleet(cluster, { batches: 1 }));
+    const f = track(await fleet(pg.cluster, { batches: 1 }));
     const before = await f.box.exec(["db", "status", "--json"], f.env);
     expect(before.code).toBe(0);
     expect(JSON.parse(before.stdout)).toMatchObject({ version: null, known: SCHEMA_VERSION, pending: MIGRATIONS.map((m) => ({ version: m.version })) });
     const status = await f.box.exec(["status", "fleet"], f.env);
     expect(status.code).toBe(1);
     expect(status.stderr).toContain("job not found");
-    expect((await cluster.sql(f.db, "SELECT count(*)::int AS c FROM pg_namespace WHERE nspname = 'mozart'")).rows[0].c).toBe(0);
+    expect((await pg.cluster.sql(f.db, "SELECT count(*)::int AS c FROM pg_namespace WHERE nspname = 'mozart'")).rows[0].c).toBe(0);
     const all = await Promise.all([1, 2, 3, 4].map(() => f.box.exec(["db", "migrate", "--json"], f.env)));
     for (const r of all) expect(r.code).toBe(0);
     expect(all.map((r) => JSON.parse(r.stdout).applied_now.length).sort()).toEqual([0, 0, 0, MIGRATIONS.length]);
     const after = JSON.parse((await f.box.exec(["db", "status", "--json"], f.env)).stdout);
     expect(after).toMatchObject({ version: SCHEMA_VERSION, pending: [] });
     expect(after.applied).toHaveLength(MIGRATIONS.length);
-    expect(JSON.stringify(after)).not.toContain(cluster.password);
+    expect(JSON.stringify(after)).not.toContain(pg.cluster.password);
     expect((await f.box.exec(["db", "vacuum"], f.env)).code).toBe(2);
   }, 60_000);
 
   test("a missing or wrong URL is one clear error with the password masked; the URL is never written anywhere", async () => {
-    const f = track(await fleet(cluster, { batches: 3, concurrency: 1, sleep: 0 }));
+    const f = track(await fleet(pg.cluster, { batches: 3, concurrency: 1, sleep: 0 }));
     const missing = await f.box.exec(["run", f.jobFile, "--json"], { MOZART_DATABASE_URL: "" });
     expect(missing.code).toBe(1);
     expect(JSON.parse(missing.stdout).error.message).toContain("MOZART_DATABASE_URL is not set");
 
-    const secret = cluster.password;
-    const wrongPassword = cluster.url(f.db, { password: "not-the-password-42" });
+    const secret = pg.cluster.password;
+    const wrongPassword = pg.cluster.url(f.db, { password: "not-the-password-42" });
     const bad = await f.box.exec(["run", f.jobFile], { MOZART_DATABASE_URL: wrongPassword });
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain("password authentication failed");
@@ -196,7 +187,7 @@ echo "done $MOZART_BATCH_NUM $(date +%s%3N)" >> "$RUNS_LOG"
     expect(bad.stderr).not.toContain("not-the-password-42");
     expect(bad.stderr).not.toMatch(/^\s+at /m); // no stack trace
 
-    const refused = await f.box.exec(["worker", "--job", "fleet", "--json"], { MOZART_DATABASE_URL: cluster.url(f.db, { port: await freePort() }) });
+    const refused = await f.box.exec(["worker", "--job", "fleet", "--json"], { MOZART_DATABASE_URL: pg.cluster.url(f.db, { port: await freePort() }) });
     expect(refused.code).toBe(1);
     const err = JSON.parse(refused.stdout).error;
     expect(err.message).toMatch(/cannot connect to postgres:\/\/mozart:\*\*\*@127\.0\.0\.1:\d+/);
@@ -216,7 +207,7 @@ echo "done $MOZART_BATCH_NUM $(date +%s%3N)" >> "$RUNS_LOG"
     const logs = await f.box.exec(["logs", "fleet", "--json"], f.env);
     const status = await f.box.exec(["status", "fleet", "--json"], f.env);
     const list = await f.box.exec(["list", "--json"], f.env);
-    const dump = await cluster.sql(f.db, `SELECT string_agg(t, ' ') AS all FROM (
+    const dump = await pg.cluster.sql(f.db, `SELECT string_agg(t, ' ') AS all FROM (
       SELECT data::text AS t FROM mozart.jobs UNION ALL SELECT data::text FROM mozart.batches UNION ALL SELECT data::text FROM mozart.attempts
       UNION ALL SELECT data::text FROM mozart.events UNION ALL SELECT data::text FROM mozart.runners UNION ALL SELECT convert_from(data, 'UTF8') FROM mozart.blobs WHERE NOT gzip) x`);
     const registry = readdirSync(join(f.box.home, "jobs")).map((n) => readFileSync(join(f.box.home, "jobs", n), "utf8"));

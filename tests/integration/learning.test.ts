@@ -18,16 +18,9 @@ import { openStore } from "../../src/state/store.ts";
 import type { StateStore } from "../../src/state/types.ts";
 import { failed, scriptedBackend, type ScriptedBackend, type ScriptStep } from "../fixtures/fake-backend.ts";
 import { createFakeClock, until, type FakeClock } from "../fixtures/fake-clock.ts";
-import { mozart, tempDir } from "../helpers.ts";
+import { merge, mozart, tempDir, type Plain } from "../helpers.ts";
 
 const JOB = "learn";
-type Plain = Record<string, unknown>;
-const isPlain = (v: unknown): v is Plain => typeof v === "object" && v !== null && !Array.isArray(v);
-function merge(a: Plain, b: Plain): Plain {
-  const out: Plain = { ...a };
-  for (const [k, v] of Object.entries(b)) out[k] = isPlain(v) && isPlain(out[k]) ? merge(out[k] as Plain, v) : v;
-  return out;
-}
 
 const BASE: Plain = {
   name: JOB,
