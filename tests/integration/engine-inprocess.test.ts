@@ -4,32 +4,28 @@
  * 2-hour rate-limit hold takes no real time. What these tests read back is what `status` and
  * `logs` would show: the store's records and its event log.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { rmSync, writeFileSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
-import { checkJob, type PreparedJob } from "../../src/config/check.ts";
-import { parseJobText } from "../../src/config/load.ts";
 import { requestControl, requester } from "../../src/engine/control.ts";
 import { configHash } from "../../src/engine/job.ts";
-import type { MozartEvent } from "../../src/engine/events.ts";
 import { jobReport } from "../../src/state/report.ts";
-import { exitCodeOf, startRun, type RunHandle, type RunResult, type StartOptions } from "../../src/engine/start.ts";
+import { exitCodeOf, startRun } from "../../src/engine/start.ts";
 import { EXIT, MozartError } from "../../src/errors.ts";
 import { stateLocation } from "../../src/state/location.ts";
 import { openStore } from "../../src/state/store.ts";
 import type { StoredEvent } from "../../src/state/events.ts";
-import type { StateStore } from "../../src/state/types.ts";
-import { failed, scriptedBackend, type ScriptedBackend, type ScriptStep } from "../fixtures/fake-backend.ts";
-import { createFakeClock, until, type FakeClock } from "../fixtures/fake-clock.ts";
-import { merge, tempDir, type Plain } from "../helpers.ts";
+import { failed, type ScriptedBackend, type ScriptStep } from "../fixtures/fake-backend.ts";
+import { until } from "../fixtures/fake-clock.ts";
+import { afterThisTest, inProcessBench, prepare } from "./inprocess-bench.ts";
+import type { Plain } from "../helpers.ts";
 
 const HOUR = 3_600_000;
 const JOB = "inproc";
 
 type Kind = "sqlite" | "json";
-
 
 const BASE: Plain = {
   name: JOB,
@@ -40,84 +36,7 @@ const BASE: Plain = {
   retry: { max_retries: 2, base_delay_seconds: 10, max_delay_seconds: 3600, exponential_base: 2, jitter: false, completion_delay_seconds: 5 },
 };
 
-interface Started {
-  run: RunHandle;
-  /** Events the run's listeners received. */
-  seen: MozartEvent[];
-  done: Promise<RunResult>;
-}
-
-interface Bench {
-  dir: string;
-  clock: FakeClock;
-  job: PreparedJob;
-  store: StateStore;
-  /** Re-reads the job file with changes (the job file was edited). */
-  edit(over: Plain): Promise<PreparedJob>;
-  start(backend: ScriptedBackend, opts?: Partial<StartOptions>): Started;
-  /** Runs to the end; the result and the events this run recorded. */
-  run(backend: ScriptedBackend, opts?: Partial<StartOptions>): Promise<{ result: RunResult; seen: MozartEvent[]; events: StoredEvent[] }>;
-  events(after?: number): Promise<StoredEvent[]>;
-  backend(script?: Record<number, ScriptStep[]>, fallback?: ScriptStep): ScriptedBackend;
-  /** The run started last. */
-  current?: RunHandle;
-}
-
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function prepare(dir: string, config: Plain): Promise<PreparedJob> {
-  const file = join(dir, "job.yaml");
-  const text = stringify(config);
-  writeFileSync(file, text);
-  return checkJob(parseJobText(text, file));
-}
-
-async function bench(kind: Kind, over: Plain = {}): Promise<Bench> {
-  const t = tempDir("mozart-inproc-");
-  let config = merge({ ...BASE, state_backend: kind }, over);
-  const job = await prepare(t.path, config);
-  const store = await openStore({ kind, location: stateLocation(job.config) });
-  const clock = createFakeClock();
-  const handles: Array<Promise<unknown>> = [];
-  cleanups.push(async () => {
-    // A test that failed half-way must not leave a run writing into a deleted folder.
-    b.current?.kill();
-    await Promise.allSettled(handles);
-    await store.close().catch(() => {});
-    t.cleanup();
-  });
-  const b: Bench = {
-    dir: t.path,
-    clock,
-    job,
-    store,
-    async edit(change) {
-      config = merge(config, change);
-      b.job = await prepare(t.path, config);
-      return b.job;
-    },
-    backend: (script = {}, fallback = {}) => scriptedBackend(script, { now: clock.now, fallback }),
-    start(backend, opts = {}) {
-      const run = startRun({ job: b.job, store, command: "run", env: {}, notify: false, ttlMs: 10_000, tickMs: 20, clock, random: () => 0, backend, ...opts });
-      b.current = run;
-      const seen: MozartEvent[] = [];
-      run.events.on((e) => seen.push(e));
-      handles.push(run.done);
-      return { run, seen, done: run.done };
-    },
-    async run(backend, opts = {}) {
-      const before = await store.lastSeq(JOB);
-      const { seen, done } = b.start(backend, opts);
-      const result = await done;
-      return { result, seen, events: await b.events(before) };
-    },
-    events: (after = 0) => store.readEvents(JOB, { after }),
-  };
-  return b;
-}
+const bench = (kind: Kind, over: Plain = {}) => inProcessBench(kind, BASE, over);
 
 /** The events of one batch, by type. */
 const typesOf = (events: StoredEvent[], batch: number) => events.filter((e) => "batch_num" in e && e.batch_num === batch).map((e) => e.type);
@@ -361,7 +280,7 @@ for (const kind of ["sqlite", "json"] as const) {
       const { done, seen } = b.start(backend);
       await until(() => backend.calls.length >= 1, 10_000, "the first attempt");
       const other = await openStore({ kind: b.job.config.state_backend, location: stateLocation(b.job.config) });
-      cleanups.push(() => other.close());
+      afterThisTest(() => other.close());
       const asked = performance.now();
       await requestControl(other, JOB, "pause", requester("dashboard"));
       const result = await done;
@@ -386,7 +305,7 @@ for (const kind of ["sqlite", "json"] as const) {
       const { done, seen } = b.start(backend);
       await until(() => backend.calls.length >= 1, 10_000, "the first attempt");
       const other = await openStore({ kind: b.job.config.state_backend, location: stateLocation(b.job.config) });
-      cleanups.push(() => other.close());
+      afterThisTest(() => other.close());
       const asked = performance.now();
       await requestControl(other, JOB, "cancel", requester("cli"));
       const result = await done;
@@ -638,7 +557,7 @@ for (const kind of ["sqlite", "json"] as const) {
         db.close();
       }
       const store = await openStore({ kind, location });
-      cleanups.push(() => store.close());
+      afterThisTest(() => store.close());
       expect(await store.getJob(JOB)).toBeNull();
       const next = b.backend();
       const run = startRun({ job: b.job, store, command: "run", env: {}, notify: false, ttlMs: 10_000, tickMs: 20, clock: b.clock, backend: next });

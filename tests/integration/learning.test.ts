@@ -2,23 +2,18 @@
  * Outcome records and the prompt-quality breaker, in-process with the scripted backend and the
  * fake clock (real stores in temp folders), and the history across real processes.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
-import { checkJob, type PreparedJob } from "../../src/config/check.ts";
-import { parseJobText } from "../../src/config/load.ts";
 import { requestControl, requester } from "../../src/engine/control.ts";
-import { startRun, type RunHandle, type RunResult, type StartOptions } from "../../src/engine/start.ts";
 import { HISTORY_FILE, parseHistory, readHistory } from "../../src/learning/history.ts";
 import type { Outcome } from "../../src/learning/outcome.ts";
 import type { ExecutionResult } from "../../src/backends/types.ts";
-import { stateLocation } from "../../src/state/location.ts";
-import { openStore } from "../../src/state/store.ts";
-import type { StateStore } from "../../src/state/types.ts";
-import { failed, scriptedBackend, type ScriptedBackend, type ScriptStep } from "../fixtures/fake-backend.ts";
-import { createFakeClock, until, type FakeClock } from "../fixtures/fake-clock.ts";
-import { merge, mozart, tempDir, type Plain } from "../helpers.ts";
+import { failed, type ScriptedBackend, type ScriptStep } from "../fixtures/fake-backend.ts";
+import { until } from "../fixtures/fake-clock.ts";
+import { afterThisTest, inProcessBench } from "./inprocess-bench.ts";
+import { mozart, tempDir, type Plain } from "../helpers.ts";
 
 const JOB = "learn";
 
@@ -31,63 +26,9 @@ const BASE: Plain = {
   retry: { max_retries: 2, base_delay_seconds: 10, max_delay_seconds: 3600, jitter: false, completion_delay_seconds: 5 },
 };
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-interface Bench {
-  dir: string;
-  home: string;
-  clock: FakeClock;
-  job: PreparedJob;
-  store: StateStore;
-  edit(over: Plain): Promise<void>;
-  backend(script?: Record<number, ScriptStep[]>, fallback?: ScriptStep): ScriptedBackend;
-  start(backend: ScriptedBackend, opts?: Partial<StartOptions>): { run: RunHandle; done: Promise<RunResult> };
-  history(): Promise<Outcome[]>;
-}
-
-async function prepare(dir: string, config: Plain): Promise<PreparedJob> {
-  const file = join(dir, "job.yaml");
-  const text = stringify(config);
-  writeFileSync(file, text);
-  return checkJob(parseJobText(text, file));
-}
-
-async function bench(kind: "sqlite" | "json", over: Plain = {}): Promise<Bench> {
-  const t = tempDir("mozart-learn-");
-  let config = merge({ ...BASE, state_backend: kind }, over);
-  const job = await prepare(t.path, config);
-  const store = await openStore({ kind, location: stateLocation(job.config) });
-  const clock = createFakeClock();
-  const runs: RunHandle[] = [];
-  cleanups.push(async () => {
-    for (const r of runs) r.kill();
-    await Promise.allSettled(runs.map((r) => r.done));
-    await store.close().catch(() => {});
-    t.cleanup();
-  });
-  const home = join(t.path, "home");
-  const b: Bench = {
-    dir: t.path,
-    home,
-    clock,
-    job,
-    store,
-    async edit(change) {
-      config = merge(config, change);
-      b.job = await prepare(t.path, config);
-    },
-    backend: (script = {}, fallback = {}) => scriptedBackend(script, { now: clock.now, fallback }),
-    start(backend, opts = {}) {
-      const run = startRun({ job: b.job, store, command: "run", env: {}, home, notify: false, ttlMs: 10_000, tickMs: 20, clock, random: () => 0, backend, ...opts });
-      runs.push(run);
-      return { run, done: run.done };
-    },
-    history: () => readHistory(join(home, HISTORY_FILE)),
-  };
-  return b;
+async function bench(kind: "sqlite" | "json", over: Plain = {}) {
+  const b = await inProcessBench(kind, BASE, over, { prefix: "mozart-learn-", home: true });
+  return Object.assign(b, { history: (): Promise<Outcome[]> => readHistory(join(b.home!, HISTORY_FILE)) });
 }
 
 const ok = (files: Record<string, string> = {}): ScriptStep => ({ files });
@@ -253,7 +194,7 @@ for (const kind of ["sqlite", "json"] as const) {
 describe("the history file", () => {
   test("a torn last line is skipped and the next append starts on a line of its own", async () => {
     const t = tempDir("mozart-hist-");
-    cleanups.push(t.cleanup);
+    afterThisTest(t.cleanup);
     const { appendOutcome } = await import("../../src/learning/history.ts");
     const path = join(t.path, "h.jsonl");
     const o = { v: 1, job_id: "j", batch_num: 1, items: 1, at: "2026-01-01T00:00:00.000Z", runner: "r", category: "first_try", attempts: 1, holds: 0, completion_attempts: 0, usd: 0, tokens: { input: 0, output: 0, cache_read: 0, cache_write_5m: 0, cache_write_1h: 0 }, duration_ms: 1, held_ms: 0, held_by: {}, failed_validations: [], backend: "command", config_hash: "c", template_hash: "t" } as Outcome;
@@ -267,7 +208,7 @@ describe("the history file", () => {
 
   test("a run's appender holds the file open: other writers' lines in between, and a torn line, lose none of its own", async () => {
     const t = tempDir("mozart-hist-open-");
-    cleanups.push(t.cleanup);
+    afterThisTest(t.cleanup);
     const { openHistory } = await import("../../src/learning/history.ts");
     const path = join(t.path, "deep", "h.jsonl");
     const o = { v: 1, job_id: "run", batch_num: 1, items: 1, at: "2026-01-01T00:00:00.000Z", runner: "r", category: "first_try", attempts: 1, holds: 0, completion_attempts: 0, usd: 0, tokens: { input: 0, output: 0, cache_read: 0, cache_write_5m: 0, cache_write_1h: 0 }, duration_ms: 1, held_ms: 0, held_by: {}, failed_validations: [], backend: "command", config_hash: "c", template_hash: "t" } as Outcome;
@@ -288,7 +229,7 @@ describe("the history file", () => {
 
   test("history survives a new process: a second run appends, the first run's lines stay as they were", () => {
     const t = tempDir("mozart-hist-proc-");
-    cleanups.push(t.cleanup);
+    afterThisTest(t.cleanup);
     const home = join(t.path, "home");
     const jobFile = (name: string) => {
       const file = join(t.path, `${name}.yaml`);
